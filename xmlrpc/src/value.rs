@@ -1,0 +1,204 @@
+//! The XML-RPC value model: what a document means once decoded, independent of its bytes.
+//!
+//! Structs keep their member order because the encoder must reproduce Python 2's dict order
+//! byte for byte; lookups ignore order because 2008 peers emitted members in hash order.
+
+/// One XML-RPC value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Array(Vec<Value>),
+    Base64(Vec<u8>),
+    Bool(bool),
+    /// The `dateTime.iso8601` text as sent (XML-RPC gives it no zone; callers interpret it).
+    DateTime(String),
+    /// Always finite: the decoder refuses NaN and infinities, the encoder errors on them.
+    Double(f64),
+    /// `<int>`, `<i4>` and `<i8>` all decode here.
+    Int(i64),
+    Nil,
+    String(String),
+    Struct(Struct),
+}
+
+/// An XML-RPC struct: members in document (or insertion) order, names unique.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Struct {
+    members: Vec<(String, Value)>,
+}
+
+/// A decoded `methodCall`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodCall {
+    pub method: String,
+    pub params: Vec<Value>,
+}
+
+/// A decoded `methodResponse`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MethodResponse {
+    Fault(Fault),
+    Success(Value),
+}
+
+/// An XML-RPC fault: a stable code and a message meant for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub code: i32,
+    pub string: String,
+}
+
+// === impl Value ===
+
+impl Value {
+    /// The string inside, when this is a `String`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The struct inside, when this is a `Struct`.
+    pub fn as_struct(&self) -> Option<&Struct> {
+        match self {
+            Self::Struct(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The elements, when this is an `Array`.
+    pub fn as_array(&self) -> Option<&[Self]> {
+        match self {
+            Self::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The integer, when this is an `Int`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The boolean, when this is a `Bool`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Self::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The XML-RPC type name, for error messages ("expected string, got int").
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Array(_) => "array",
+            Self::Base64(_) => "base64",
+            Self::Bool(_) => "boolean",
+            Self::DateTime(_) => "dateTime.iso8601",
+            Self::Double(_) => "double",
+            Self::Int(_) => "int",
+            Self::Nil => "nil",
+            Self::String(_) => "string",
+            Self::Struct(_) => "struct",
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Self::String(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Self::String(s)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Self::Int(i)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Self::Bool(b)
+    }
+}
+
+impl From<Struct> for Value {
+    fn from(s: Struct) -> Self {
+        Self::Struct(s)
+    }
+}
+
+// === impl Struct ===
+
+impl Struct {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `name` to `value`: replaces in place when present (keeping its position), appends
+    /// otherwise.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+        let name = name.into();
+        let value = value.into();
+        match self.members.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.members.push((name, value)),
+        }
+    }
+
+    /// Builder form of [`Struct::insert`].
+    #[must_use]
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.insert(name, value);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.members.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let at = self.members.iter().position(|(k, _)| k == name)?;
+        Some(self.members.remove(at).1)
+    }
+
+    /// Members in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.members.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Member names in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|(k, _)| k.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl FromIterator<(String, Value)> for Struct {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        let mut s = Self::new();
+        for (k, v) in iter {
+            s.insert(k, v);
+        }
+        s
+    }
+}
