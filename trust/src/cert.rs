@@ -1,0 +1,461 @@
+//! X.509 certificates as Geniwrapper uses them: a CN-only subject and issuer, a public key, and
+//! one subjectAltName URI that carries the object's XML-RPC payload.
+//!
+//! This module owns reading certificates (also X.509 v1 ones that carry extensions, as every 2008
+//! certificate does), splitting chain text in both forms (`-----parent-----` separators and plain
+//! concatenated PEMs, child first), and building new certificates in the modern shape or in the
+//! exact 2008 one. It decides nothing about trust: signature, date and digest facts are exposed
+//! for the verifier to judge.
+
+use std::fmt;
+
+use openssl::asn1::{Asn1Integer, Asn1Time, Asn1TimeRef, Asn1Type};
+use openssl::bn::BigNum;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::x509::extension::SubjectAlternativeName;
+use openssl::x509::{X509, X509Builder, X509NameBuilder, X509NameRef};
+
+use crate::error::crypto;
+use crate::keys::first_reason;
+use crate::{Keypair, MAX_CHAIN_LEN, PublicKey, TrustError};
+
+const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
+const PARENT_SEPARATOR: &str = "-----parent-----";
+
+/// How new objects are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertMode {
+    /// X.509 v3, sha256 signatures, 2048-bit keys, random serials.
+    #[default]
+    Modern,
+    /// Exactly what the 2008 Python classes wrote: no version field (v1) despite the extension,
+    /// serial 1, md5 signatures, CNs as PrintableString or T61String, for peers that need it.
+    Compat2008,
+}
+
+/// How a chain is written as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainForm {
+    /// `child PEM` + `-----parent-----` + `parent PEM` …, no newline after the separator: the
+    /// 2008 form, which every reader (2008 and later) accepts.
+    #[default]
+    Separator,
+    /// Plain concatenated PEMs, child first: the form SFA wrote from 2010 on.
+    Plain,
+}
+
+/// A validity period in seconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// One parsed certificate with the facts the rest of the crate needs, read once.
+#[derive(Clone)]
+pub struct Certificate {
+    x509: X509,
+    subject: String,
+    issuer: String,
+    validity: Validity,
+    public_key: PublicKey,
+    san_uris: Vec<String>,
+}
+
+/// Signature digests as the digest policy sorts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DigestClass {
+    /// md5 or sha1 with RSA: accepted only under `legacy_digests`.
+    Legacy,
+    /// sha256, sha384 or sha512 with RSA.
+    Strong,
+    /// Anything else (md2, md4, DSA, …): never accepted.
+    Unsupported,
+}
+
+// === impl Validity ===
+
+impl Validity {
+    /// `lifetime_secs` from `now`.
+    pub fn from_now(now: i64, lifetime_secs: i64) -> Self {
+        Self { not_before: now, not_after: now.saturating_add(lifetime_secs) }
+    }
+
+    /// The 2008 validity: notBefore now, notAfter 5×365 days later.
+    pub fn compat_2008(now: i64) -> Self {
+        Self::from_now(now, 5 * 365 * 86_400)
+    }
+}
+
+// === impl Certificate ===
+
+impl Certificate {
+    pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
+        let x509 = X509::from_der(der)
+            .map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
+        Self::from_x509(x509)
+    }
+
+    pub fn from_pem(pem: &str) -> Result<Self, TrustError> {
+        let x509 = X509::from_pem(pem.as_bytes())
+            .map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
+        Self::from_x509(x509)
+    }
+
+    fn from_x509(x509: X509) -> Result<Self, TrustError> {
+        let subject = common_name(x509.subject_name())
+            .ok_or_else(|| TrustError::decode("certificate", "subject has no common name"))?;
+        let issuer = common_name(x509.issuer_name())
+            .ok_or_else(|| TrustError::decode(subject.clone(), "issuer has no common name"))?;
+        let validity = Validity {
+            not_before: unix_time(x509.not_before())
+                .ok_or_else(|| TrustError::decode(subject.clone(), "unreadable notBefore"))?,
+            not_after: unix_time(x509.not_after())
+                .ok_or_else(|| TrustError::decode(subject.clone(), "unreadable notAfter"))?,
+        };
+        let public_key = x509
+            .public_key()
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|e| TrustError::decode(subject.clone(), first_reason(&e)))
+            .and_then(|der| PublicKey::from_der(&der))?;
+        let san_uris = x509
+            .subject_alt_names()
+            .map(|names| names.iter().filter_map(|n| n.uri().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        Ok(Self { x509, subject, issuer, validity, public_key, san_uris })
+    }
+
+    /// Subject common name (for every Geniwrapper object, its hrn).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Issuer common name (the signing authority's hrn).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn validity(&self) -> Validity {
+        self.validity
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// The subjectAltName URIs, in order.
+    pub fn san_uris(&self) -> &[String] {
+        &self.san_uris
+    }
+
+    /// The XML-RPC payload of a Geniwrapper object: the one SAN URI with `http://` stripped (2008
+    /// GIDs and credentials), or a URI that is itself the `<params>` document (later tickets).
+    pub fn xmlrpc_payload(&self) -> Option<&str> {
+        self.san_uris.iter().find_map(|u| {
+            if u.len() >= 7 && u.as_bytes()[..7].eq_ignore_ascii_case(b"http://") {
+                u.get(7..)
+            } else if u.starts_with("<params>") || u.starts_with("<?xml") {
+                Some(u.as_str())
+            } else {
+                None
+            }
+        })
+    }
+
+    /// X.509 version as written in the certificate: 1 when the field is absent (as in 2008).
+    pub fn version(&self) -> i32 {
+        self.x509.version() + 1
+    }
+
+    pub fn serial(&self) -> String {
+        self.x509
+            .serial_number()
+            .to_bn()
+            .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// The signature algorithm's long name (`md5WithRSAEncryption`, `sha256WithRSAEncryption`).
+    pub fn signature_algorithm(&self) -> &'static str {
+        let nid = self.x509.signature_algorithm().object().nid();
+        nid.long_name().unwrap_or("unknown")
+    }
+
+    pub(crate) fn digest_class(&self) -> DigestClass {
+        match self.x509.signature_algorithm().object().nid() {
+            Nid::MD5WITHRSAENCRYPTION | Nid::SHA1WITHRSAENCRYPTION | Nid::SHA1WITHRSA => {
+                DigestClass::Legacy
+            }
+            Nid::SHA256WITHRSAENCRYPTION
+            | Nid::SHA384WITHRSAENCRYPTION
+            | Nid::SHA512WITHRSAENCRYPTION => DigestClass::Strong,
+            _ => DigestClass::Unsupported,
+        }
+    }
+
+    /// ASN.1 string type of the subject CN (`PrintableString`, `T61String`, `UTF8String`, …).
+    pub fn subject_cn_type(&self) -> &'static str {
+        cn_type(self.x509.subject_name())
+    }
+
+    /// ASN.1 string type of the issuer CN.
+    pub fn issuer_cn_type(&self) -> &'static str {
+        cn_type(self.x509.issuer_name())
+    }
+
+    /// Whether `key` made this certificate's signature. A malformed signature is `false`.
+    pub fn is_signed_by(&self, key: &PublicKey) -> bool {
+        self.x509.verify(key.pkey()).unwrap_or(false)
+    }
+
+    pub fn to_der(&self) -> Result<Vec<u8>, TrustError> {
+        self.x509.to_der().map_err(crypto("encoding a certificate"))
+    }
+
+    /// PEM exactly as pyOpenSSL's `dump_certificate` wrote it (64-column base64, trailing newline).
+    pub fn to_pem(&self) -> Result<String, TrustError> {
+        let pem = self.x509.to_pem().map_err(crypto("encoding a certificate"))?;
+        String::from_utf8(pem).map_err(|_| TrustError::Encode {
+            what: self.subject.clone(),
+            reason: "PEM is not ASCII".into(),
+        })
+    }
+
+    /// SHA-256 of the DER: the certificate's identity in caches.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        openssl::sha::sha256(&self.to_der().unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .field("validity", &self.validity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn common_name(name: &X509NameRef) -> Option<String> {
+    let entry = name.entries_by_nid(Nid::COMMONNAME).next()?;
+    // ASN1_STRING_to_UTF8 reads PrintableString, T61String (as Latin-1), UTF8String, BMPString.
+    entry.data().to_string().ok()
+}
+
+/// The ASN.1 tag of the CN's string, read from the name's DER (the crate exposes no accessor).
+fn cn_type(name: &X509NameRef) -> &'static str {
+    const CN_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let Ok(der) = name.to_der() else {
+        return "none";
+    };
+    let tag = der.windows(CN_OID.len() + 1).find(|w| w[..CN_OID.len()] == CN_OID).map(|w| w[CN_OID.len()]);
+    match tag {
+        Some(0x13) => "PrintableString",
+        Some(0x14) => "T61String",
+        Some(0x0c) => "UTF8String",
+        Some(0x16) => "IA5String",
+        Some(0x1e) => "BMPString",
+        Some(_) => "other",
+        None => "none",
+    }
+}
+
+fn unix_time(t: &Asn1TimeRef) -> Option<i64> {
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(t).ok()?;
+    i64::from(diff.days).checked_mul(86_400)?.checked_add(i64::from(diff.secs))
+}
+
+/// `2031-11-22 09:16:15 UTC`, for messages.
+pub(crate) fn fmt_unix(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+// === chains ===
+
+/// Splits chain text into certificates, child first. Accepts `-----parent-----` separators and
+/// plain concatenation, leading text before the first PEM (later SFA files had some), and
+/// whitespace; anything else between certificates, a PEM without its END line, or more than
+/// [`MAX_CHAIN_LEN`] certificates is an error.
+pub(crate) fn split_chain(text: &str, what: &str) -> Result<Vec<Certificate>, TrustError> {
+    let err = |reason: &str| TrustError::decode(what, reason);
+    if text.trim().is_empty() {
+        return Err(err("empty input"));
+    }
+    let Some(first) = text.find(BEGIN) else {
+        return Err(err("no PEM certificate found"));
+    };
+    let mut rest = &text[first..];
+    let mut out = Vec::new();
+    loop {
+        if out.len() == MAX_CHAIN_LEN {
+            return Err(err("chain has too many certificates"));
+        }
+        let body = &rest[BEGIN.len()..];
+        let Some(end) = body.find(END) else {
+            return Err(err("truncated PEM (no END CERTIFICATE line)"));
+        };
+        if body[..end].contains(BEGIN) {
+            return Err(err("truncated PEM (BEGIN without END)"));
+        }
+        let block_len = BEGIN.len() + end + END.len();
+        let cert = Certificate::from_pem(&rest[..block_len]).map_err(|e| match e {
+            TrustError::Decode { reason, .. } => err(&format!("certificate {}: {reason}", out.len())),
+            other => other,
+        })?;
+        out.push(cert);
+        let after = rest[block_len..].trim_start();
+        if after.is_empty() {
+            return Ok(out);
+        }
+        let after = after.strip_prefix(PARENT_SEPARATOR).unwrap_or(after).trim_start();
+        if !after.starts_with(BEGIN) {
+            return Err(err("unexpected text after a certificate"));
+        }
+        rest = after;
+    }
+}
+
+/// Joins PEMs (child first) in the given form.
+pub(crate) fn join_chain(pems: &[String], form: ChainForm) -> String {
+    match form {
+        ChainForm::Separator => pems.join(PARENT_SEPARATOR),
+        ChainForm::Plain => pems.concat(),
+    }
+}
+
+// === building ===
+
+/// Everything needed to make and sign one certificate.
+pub(crate) struct CertSpec<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) issuer: &'a str,
+    pub(crate) subject_key: &'a PublicKey,
+    pub(crate) signer: &'a Keypair,
+    /// The XML-RPC payload; written as the URI `http://` + payload with trailing whitespace
+    /// removed, exactly as OpenSSL's `X509V3_parse_list` left it in 2008.
+    pub(crate) payload: Option<&'a str>,
+    pub(crate) validity: Validity,
+    pub(crate) mode: CertMode,
+}
+
+impl CertSpec<'_> {
+    pub(crate) fn build(&self) -> Result<Certificate, TrustError> {
+        let mut b = X509Builder::new().map_err(crypto("building a certificate"))?;
+        let compat = self.mode == CertMode::Compat2008;
+        if !compat {
+            b.set_version(2).map_err(crypto("building a certificate"))?;
+        }
+        let serial = if compat { BigNum::from_u32(1) } else { random_serial() }
+            .map_err(crypto("building a certificate"))?;
+        let serial = Asn1Integer::from_bn(&serial).map_err(crypto("building a certificate"))?;
+        b.set_serial_number(&serial).map_err(crypto("building a certificate"))?;
+        let subject = cn_name(self.subject, self.mode)?;
+        b.set_subject_name(&subject).map_err(crypto("building a certificate"))?;
+        let issuer = cn_name(self.issuer, self.mode)?;
+        b.set_issuer_name(&issuer).map_err(crypto("building a certificate"))?;
+        let not_before = Asn1Time::from_unix(self.validity.not_before)
+            .map_err(crypto("building a certificate"))?;
+        b.set_not_before(&not_before).map_err(crypto("building a certificate"))?;
+        let not_after = Asn1Time::from_unix(self.validity.not_after)
+            .map_err(crypto("building a certificate"))?;
+        b.set_not_after(&not_after).map_err(crypto("building a certificate"))?;
+        b.set_pubkey(self.subject_key.pkey()).map_err(crypto("building a certificate"))?;
+        if let Some(payload) = self.payload {
+            if !payload.is_ascii() {
+                return Err(TrustError::Encode {
+                    what: self.subject.to_owned(),
+                    reason: "subjectAltName payload must be ASCII (IA5String)".into(),
+                });
+            }
+            let uri = format!("http://{}", payload.trim_end());
+            let ext = SubjectAlternativeName::new()
+                .uri(&uri)
+                .build(&b.x509v3_context(None, None))
+                .map_err(crypto("building the subjectAltName"))?;
+            b.append_extension(ext).map_err(crypto("building a certificate"))?;
+        }
+        let digest = if compat { MessageDigest::md5() } else { MessageDigest::sha256() };
+        b.sign(self.signer.pkey(), digest).map_err(crypto("signing a certificate"))?;
+        Certificate::from_x509(b.build())
+    }
+}
+
+fn random_serial() -> Result<BigNum, openssl::error::ErrorStack> {
+    let mut bn = BigNum::new()?;
+    // 63 random bits, top bit clear: positive and unique enough that serials mean something.
+    bn.rand(63, openssl::bn::MsbOption::MAYBE_ZERO, false)?;
+    Ok(bn)
+}
+
+/// A CN-only name. In 2008 mode the CN's string type follows OpenSSL 0.9.8's default mask:
+/// PrintableString when every character is printable, T61String otherwise (so
+/// `planetlab.us.pl.account_test` is T61 because of `_`).
+fn cn_name(cn: &str, mode: CertMode) -> Result<openssl::x509::X509Name, TrustError> {
+    if cn.is_empty() || cn.chars().count() > 64 {
+        return Err(TrustError::Encode {
+            what: cn.to_owned(),
+            reason: "a common name must be 1 to 64 characters (an hrn longer than 64 cannot be a \
+                     certificate subject)"
+                .into(),
+        });
+    }
+    let mut n = X509NameBuilder::new().map_err(crypto("building a certificate name"))?;
+    let printable = cn.chars().all(|ch| ch.is_ascii_alphanumeric() || " '()+,-./:=?".contains(ch));
+    match mode {
+        CertMode::Compat2008 if printable => {
+            n.append_entry_by_nid_with_type(Nid::COMMONNAME, cn, Asn1Type::PRINTABLESTRING)
+        }
+        CertMode::Compat2008 if cn.is_ascii() => {
+            n.append_entry_by_nid_with_type(Nid::COMMONNAME, cn, Asn1Type::T61STRING)
+        }
+        _ => n.append_entry_by_nid(Nid::COMMONNAME, cn),
+    }
+    .map_err(crypto("building a certificate name"))?;
+    Ok(n.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(fmt_unix(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(fmt_unix(1_953_105_375), "2031-11-22 09:16:15 UTC");
+    }
+
+    #[test]
+    fn chain_text_errors_are_clear() {
+        let e = split_chain("", "x").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = split_chain("hello", "x").unwrap_err().to_string();
+        assert!(e.contains("no PEM"), "{e}");
+        let e = split_chain("-----BEGIN CERTIFICATE-----\nMIIB", "x").unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let e = split_chain("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate 0"), "{e}");
+    }
+}

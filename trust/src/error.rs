@@ -1,0 +1,114 @@
+//! The crate's one error type, [`TrustError`], and its security class [`VerifyError`].
+//!
+//! Every rejection the verifier can make is a distinct [`VerifyError`] variant naming the
+//! certificate subject it concerns, so that a fault built from it tells the caller which link of
+//! which chain failed and why. Messages are meant for the peer and for operators; they never carry
+//! keys or whole credentials.
+
+use std::path::PathBuf;
+
+/// Everything that can fail in `geni-trust`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// `Hierarchy::create_authority` on an authority that already has its files.
+    #[error("authority {hrn} already exists")]
+    AuthorityExists { hrn: String },
+    /// OpenSSL refused an operation on our own inputs (never used for a peer's bad signature:
+    /// that is a [`VerifyError`]).
+    #[error("{context}: {message}")]
+    Crypto { context: &'static str, message: String },
+    /// Text that should hold a GID, credential, ticket or key but does not.
+    #[error("cannot read {what}: {reason}")]
+    Decode { what: String, reason: String },
+    /// A field cannot be written in the requested form.
+    #[error("cannot encode {what}: {reason}")]
+    Encode { what: String, reason: String },
+    /// A malformed human-readable name.
+    #[error("invalid hrn {hrn:?}: {reason}")]
+    InvalidHrn { hrn: String, reason: &'static str },
+    /// A malformed `urn:publicid:IDN+…` name.
+    #[error("invalid urn {urn:?}: {reason}")]
+    InvalidUrn { urn: String, reason: &'static str },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A private key file that others can read.
+    #[error(
+        "private key {} is readable by group or others (mode {mode:04o}); run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    /// The hierarchy lacks one of `<leaf>.gid`, `<leaf>.pkey`, `<leaf>.dbinfo`.
+    #[error("no authority {hrn} in {}", dir.display())]
+    MissingAuthority { hrn: String, dir: PathBuf },
+    /// A trusted-roots directory with nothing usable in it.
+    #[error(
+        "no usable trusted root in {} ({skipped} file(s) skipped); put the root authority's GID \
+         there as <hrn>.gid (see trusted_roots.example/README.md)",
+        dir.display()
+    )]
+    NoTrustedRoots { dir: PathBuf, skipped: usize },
+    /// A right name outside the 2008 table.
+    #[error("unknown right {name:?}")]
+    UnknownRight { name: String },
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// Why the verifier refused an object. Each variant names the subject (certificate CN) it
+/// concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("chain of {subject} is longer than {limit} certificates")]
+    ChainTooLong { subject: String, limit: usize },
+    #[error("{subject} expired at {not_after}")]
+    Expired { subject: String, not_after: String },
+    /// GID rule: the parent's hrn must be a (dot-aware) authority of the child's.
+    #[error("{subject} is not under the authority of its parent {parent}")]
+    HrnNotUnderParent { subject: String, parent: String },
+    #[error("{subject} names issuer {issuer} but its parent is {parent}")]
+    IssuerMismatch { subject: String, issuer: String, parent: String },
+    #[error("credential {subject} has no caller GID")]
+    MissingCallerGid { subject: String },
+    #[error("{parent} did not allow delegation to {subject} (delegate bit not set)")]
+    MissingDelegateBit { subject: String, parent: String },
+    #[error("{subject} has no object GID")]
+    MissingObjectGid { subject: String },
+    #[error("{subject} is not signed by its parent {parent}")]
+    NotSignedByParent { subject: String, parent: String },
+    #[error("{subject} is not valid before {not_before}")]
+    NotYetValid { subject: String, not_before: String },
+    #[error("{subject}: object {object} is outside the authority of its parent's object {parent_object}")]
+    ObjectOutsideAuthority { subject: String, object: String, parent_object: String },
+    #[error("{subject} expires at {not_after}, after its parent {parent} ({parent_not_after})")]
+    OutlivesParent { subject: String, not_after: String, parent: String, parent_not_after: String },
+    #[error("{subject} claims rights {rights:?} beyond its parent {parent}'s {parent_rights:?}")]
+    RightsEscalation { subject: String, rights: String, parent: String, parent_rights: String },
+    #[error("trusted root {root} is not an authority for {hrn}")]
+    RootNotAuthority { root: String, hrn: String },
+    #[error("{subject} does not chain to a trusted root")]
+    UntrustedRoot { subject: String },
+    #[error("{subject} is signed with {algorithm}, refused by the digest policy (legacy_digests is off)")]
+    WeakDigest { subject: String, algorithm: String },
+    #[error("{subject} has a {bits}-bit key; the policy requires at least {min} bits")]
+    WeakKey { subject: String, bits: u32, min: u32 },
+    #[error("ticket {subject} is for node {target}, not this node {node}")]
+    WrongNode { subject: String, target: String, node: String },
+}
+
+impl TrustError {
+    pub(crate) fn decode(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Decode { what: what.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
+/// Wraps an OpenSSL error stack raised by one of our own operations.
+pub(crate) fn crypto(context: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> TrustError {
+    move |e| TrustError::Crypto { context, message: e.to_string() }
+}

@@ -1,0 +1,302 @@
+//! The authority hierarchy on disk, laid out as 2008's `util/hierarchy.py` did:
+//! `authorities/a/b/c/c.gid` (the GID chain, parents included), `c.pkey` (mode 0600) and
+//! `c.dbinfo`.
+//!
+//! This module owns creating authorities and signing what authorities sign, exactly as
+//! `reference/geniwrapper-2008.md` §1.4/§1.5 describe: GIDs signed by the parent authority (the
+//! root self-signed); authority credentials (`authority`, delegate) and authority tickets whose
+//! parents are the parent authority's credential; credentials issued by the object's authority
+//! with the object's key; tickets issued by the slice's authority with the slice's key. Every
+//! object of one issue shares one validity period, so no child outlives the parents minted with
+//! it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use geni_xmlrpc::Struct;
+
+use crate::credential::CredentialFields;
+use crate::gid::read_text;
+use crate::keys::write_public;
+use crate::ticket::TicketFields;
+use crate::{
+    CertMode, ChainForm, Clock, Credential, Gid, Hrn, Keypair, PublicKey, Right, RightList,
+    SystemClock, Ticket, TrustError, Validity, new_uuid,
+};
+
+/// Default lifetimes in the modern form.
+const AUTHORITY_LIFETIME: i64 = 5 * 365 * 86_400;
+const GID_LIFETIME: i64 = 5 * 365 * 86_400;
+
+/// An `authorities/` tree.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    base: PathBuf,
+    mode: CertMode,
+    clock: Arc<dyn Clock>,
+}
+
+/// One authority's files, loaded.
+#[derive(Debug, Clone)]
+pub struct AuthorityInfo {
+    pub hrn: Hrn,
+    /// The authority's GID with its parents.
+    pub gid: Gid,
+    pub key: Keypair,
+    /// The `.dbinfo` text as stored (a Python dict literal in 2008 trees).
+    pub dbinfo: String,
+}
+
+impl Hierarchy {
+    /// The tree rooted at `base` (the `authorities` directory itself), writing modern objects.
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        Self { base: base.into(), mode: CertMode::Modern, clock: Arc::new(SystemClock) }
+    }
+
+    /// Writes new objects in `mode`. In 2008 mode new authority keys are 1024-bit, as 2008's were.
+    #[must_use]
+    pub fn with_mode(mut self, mode: CertMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Uses `clock` for the validity of new objects (tests mint expired or future objects).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    pub fn mode(&self) -> CertMode {
+        self.mode
+    }
+
+    fn key_bits(&self) -> u32 {
+        match self.mode {
+            CertMode::Compat2008 => 1024,
+            CertMode::Modern => Keypair::DEFAULT_BITS,
+        }
+    }
+
+    /// `(directory, gid, pkey, dbinfo)` paths of `hrn`.
+    pub fn paths(&self, hrn: &Hrn) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        let mut dir = self.base.clone();
+        for label in hrn.labels() {
+            dir.push(label);
+        }
+        let leaf = hrn.leaf();
+        let gid = dir.join(format!("{leaf}.gid"));
+        let pkey = dir.join(format!("{leaf}.pkey"));
+        let dbinfo = dir.join(format!("{leaf}.dbinfo"));
+        (dir, gid, pkey, dbinfo)
+    }
+
+    /// Whether all three files of `hrn` exist (2008 `auth_exists`).
+    pub fn exists(&self, hrn: &Hrn) -> bool {
+        let (_, gid, pkey, dbinfo) = self.paths(hrn);
+        gid.is_file() && pkey.is_file() && dbinfo.is_file()
+    }
+
+    /// Creates authority `hrn`: a new key, a GID signed by its parent (self-signed for a
+    /// top-level name) and a dbinfo. The parent must exist unless `create_parents`.
+    pub fn create_authority(&self, hrn: &Hrn, create_parents: bool) -> Result<AuthorityInfo, TrustError> {
+        if self.exists(hrn) {
+            return Err(TrustError::AuthorityExists { hrn: hrn.to_string() });
+        }
+        if let Some(parent) = hrn.authority() {
+            if !self.exists(&parent) {
+                if !create_parents {
+                    return Err(TrustError::MissingAuthority { hrn: parent.to_string(), dir: self.base.clone() });
+                }
+                self.create_authority(&parent, true)?;
+            }
+        }
+        let (dir, gid_path, pkey_path, dbinfo_path) = self.paths(hrn);
+        fs::create_dir_all(&dir).map_err(|e| TrustError::io(&dir, e))?;
+        let key = Keypair::generate(self.key_bits())?;
+        let uuid = new_uuid()?;
+        let validity = self.validity(AUTHORITY_LIFETIME);
+        let gid = match hrn.authority() {
+            None => Gid::create(hrn, &uuid, &key.public_key(), hrn.as_str(), &key, None, validity, self.mode)?,
+            Some(_) => self.create_gid(hrn, Some(&uuid), &key.public_key())?,
+        };
+        // Key first: a GID on disk without its key would make the authority look half there.
+        key.save(&pkey_path)?;
+        write_public(&gid_path, gid.to_chain_string(ChainForm::Separator)?.as_bytes())?;
+        let dbinfo = format!("{{'hrn': '{hrn}'}}");
+        write_public(&dbinfo_path, dbinfo.as_bytes())?;
+        Ok(AuthorityInfo { hrn: hrn.clone(), gid, key, dbinfo })
+    }
+
+    /// Loads authority `hrn` (2008 `get_auth_info`).
+    pub fn authority(&self, hrn: &Hrn) -> Result<AuthorityInfo, TrustError> {
+        if !self.exists(hrn) {
+            return Err(TrustError::MissingAuthority { hrn: hrn.to_string(), dir: self.base.clone() });
+        }
+        let (_, gid_path, pkey_path, dbinfo_path) = self.paths(hrn);
+        let gid = Gid::load(&gid_path)?;
+        let key = Keypair::load(&pkey_path)?;
+        let dbinfo = read_text(&dbinfo_path)?;
+        Ok(AuthorityInfo { hrn: hrn.clone(), gid, key, dbinfo })
+    }
+
+    /// A GID for `hrn` and `key`, signed by `hrn`'s authority, with the authority's chain as
+    /// parent. A random uuid is drawn when none is given.
+    pub fn create_gid(&self, hrn: &Hrn, uuid: Option<&str>, key: &PublicKey) -> Result<Gid, TrustError> {
+        let auth_hrn = self.authority_of(hrn)?;
+        let auth = self.authority(&auth_hrn)?;
+        let uuid = match uuid {
+            Some(u) => u.to_owned(),
+            None => new_uuid()?,
+        };
+        let validity = self.validity(GID_LIFETIME);
+        Gid::create(hrn, &uuid, key, auth_hrn.as_str(), &auth.key, Some(auth.gid), validity, self.mode)
+    }
+
+    /// The authority credential of `hrn` (2008 `get_auth_cred`): caller = object = its GID,
+    /// `authority` rights, delegate set, signed by the parent authority (self-signed at the top),
+    /// with the parent's authority credential as parent.
+    pub fn authority_credential(&self, hrn: &Hrn) -> Result<Credential, TrustError> {
+        self.authority_credential_at(hrn, self.validity(AUTHORITY_LIFETIME))
+    }
+
+    fn authority_credential_at(&self, hrn: &Hrn, validity: Validity) -> Result<Credential, TrustError> {
+        let auth = self.authority(hrn)?;
+        let rights = RightList::new(vec![Right::Authority]);
+        let fields = CredentialFields { caller: &auth.gid, object: &auth.gid, privileges: &rights, delegate: true };
+        let key = auth.gid.public_key().clone();
+        match hrn.authority() {
+            None => Credential::create(&fields, &key, hrn.as_str(), &auth.key, None, validity, self.mode),
+            Some(parent_hrn) => {
+                let parent = self.authority(&parent_hrn)?;
+                let parent_cred = self.authority_credential_at(&parent_hrn, validity)?;
+                Credential::create(&fields, &key, parent_hrn.as_str(), &parent.key, Some(parent_cred), validity, self.mode)
+            }
+        }
+    }
+
+    /// The authority ticket of `hrn` (2008 `get_auth_ticket`): caller = object = its GID,
+    /// delegate set, empty attributes and rspec, signed by the parent authority, with the
+    /// parent's *authority credential* as parent.
+    pub fn authority_ticket(&self, hrn: &Hrn) -> Result<Ticket, TrustError> {
+        self.authority_ticket_at(hrn, self.validity(AUTHORITY_LIFETIME))
+    }
+
+    fn authority_ticket_at(&self, hrn: &Hrn, validity: Validity) -> Result<Ticket, TrustError> {
+        let auth = self.authority(hrn)?;
+        let empty = Struct::new();
+        let fields = TicketFields {
+            caller: &auth.gid,
+            object: &auth.gid,
+            attributes: &empty,
+            rspec: &empty,
+            delegate: true,
+            target: None,
+        };
+        let key = auth.gid.public_key().clone();
+        match hrn.authority() {
+            None => Ticket::create(&fields, &key, hrn.as_str(), &auth.key, None, validity, self.mode),
+            Some(parent_hrn) => {
+                let parent = self.authority(&parent_hrn)?;
+                // 2008 put the parent's authority credential here; it is re-read as a ticket.
+                let parent_cred = self.authority_credential_at(&parent_hrn, validity)?;
+                let text = parent_cred.to_chain_string(ChainForm::Separator)?;
+                let parent_ticket = Ticket::parse(&text)?;
+                Ticket::create(&fields, &key, parent_hrn.as_str(), &parent.key, Some(parent_ticket), validity, self.mode)
+            }
+        }
+    }
+
+    /// A credential for `caller` over `object` (2008 `get_credential`): subject = object hrn,
+    /// issued and signed by the object's authority, X.509 key = the object's key, parent = that
+    /// authority's credential. `lifetime_secs` defaults to the 2008 five years in compat mode and
+    /// must be given otherwise.
+    pub fn issue_credential(
+        &self,
+        caller: &Gid,
+        object: &Gid,
+        rights: &RightList,
+        delegate: bool,
+        lifetime_secs: i64,
+    ) -> Result<Credential, TrustError> {
+        let auth_hrn = self.authority_of(object.hrn())?;
+        let auth = self.authority(&auth_hrn)?;
+        let now = self.clock.now();
+        let validity = self.validity(lifetime_secs);
+        // The authority credentials above get the longer authority lifetime but the same start.
+        let parent = self.authority_credential_at(&auth_hrn, Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)))?;
+        let fields = CredentialFields { caller, object, privileges: rights, delegate };
+        Credential::create(&fields, object.public_key(), auth_hrn.as_str(), &auth.key, Some(parent), validity, self.mode)
+    }
+
+    /// A ticket for `caller` on `slice` (2008 `get_ticket`): subject = slice hrn, issued and
+    /// signed by the slice's authority, X.509 key = the slice's key, parent = that authority's
+    /// ticket. `target` names the one node it may be redeemed on (modern form only).
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue_ticket(
+        &self,
+        caller: &Gid,
+        slice: &Gid,
+        attributes: &Struct,
+        rspec: &Struct,
+        target: Option<&Hrn>,
+        lifetime_secs: i64,
+    ) -> Result<Ticket, TrustError> {
+        let auth_hrn = self.authority_of(slice.hrn())?;
+        let auth = self.authority(&auth_hrn)?;
+        let now = self.clock.now();
+        let validity = self.validity(lifetime_secs);
+        let parent = self.authority_ticket_at(&auth_hrn, Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)))?;
+        let fields = TicketFields { caller, object: slice, attributes, rspec, delegate: false, target };
+        Ticket::create(&fields, slice.public_key(), auth_hrn.as_str(), &auth.key, Some(parent), validity, self.mode)
+    }
+
+    fn authority_of(&self, hrn: &Hrn) -> Result<Hrn, TrustError> {
+        hrn.authority().ok_or_else(|| TrustError::InvalidHrn {
+            hrn: hrn.to_string(),
+            reason: "a top-level name has no authority above it to sign for it",
+        })
+    }
+
+    fn validity(&self, lifetime_secs: i64) -> Validity {
+        let now = self.clock.now();
+        match self.mode {
+            CertMode::Compat2008 => Validity::compat_2008(now),
+            CertMode::Modern => Validity::from_now(now, lifetime_secs),
+        }
+    }
+}
+
+/// Delegates `parent` (held by whoever has the key of its certificate, `holder`) to
+/// `new_caller` with `rights`. The verifier accepts the result only if `parent` allows
+/// delegation, covers `rights` and outlives it.
+pub fn delegate_credential(
+    parent: &Credential,
+    holder: &Keypair,
+    new_caller: &Gid,
+    rights: &RightList,
+    delegate: bool,
+    validity: Validity,
+    mode: CertMode,
+) -> Result<Credential, TrustError> {
+    let object = parent.object().ok_or_else(|| TrustError::Encode {
+        what: format!("credential {}", parent.subject()),
+        reason: "the parent credential has no object".into(),
+    })?;
+    let fields = CredentialFields { caller: new_caller, object, privileges: rights, delegate };
+    // The child's own key is the new holder's, so that it alone can delegate further.
+    Credential::create(
+        &fields,
+        new_caller.public_key(),
+        parent.subject(),
+        holder,
+        Some(parent.clone()),
+        validity,
+        mode,
+    )
+}

@@ -1,0 +1,564 @@
+//! The verifier: the one place that decides whether a GID, credential or ticket is believed, and
+//! the only code that can construct [`VerifiedGid`], [`VerifiedCredential`] and
+//! [`VerifiedTicket`].
+//!
+//! It applies every rule of DESIGN §3 and never skips one (2008 verified nothing when its roots
+//! directory was empty, and *returned* rather than raised when a parent had not signed): each
+//! certificate is signed by its parent's key and names it as issuer; dates hold at every level;
+//! the chain reaches a trusted root whose hrn is an authority of the object; GID parents are
+//! dot-aware authorities of their children; credential parents carry the delegate bit, cover the
+//! child's rights, outlive it and hold authority over its object; tickets follow the same chain
+//! rules and may name the one node they are for. A digest policy refuses md5 and sha1 unless
+//! `legacy_digests` is on.
+//!
+//! Verdicts are cached by the exact text presented (the whole chain: one leaf can be valid under
+//! one parent and not under another) until the earliest expiry in the chain, so a repeat caller
+//! costs one lookup and no RSA operation.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cert::{Certificate, DigestClass, fmt_unix};
+use crate::gid::Chained;
+use crate::{Credential, Gid, Hrn, MAX_CHAIN_LEN, RightList, Ticket, TrustError, TrustedRoots, VerifyError};
+
+/// What the verifier accepts beyond the fixed rules. Defaults deny what they can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept md5 and sha1 signatures (every 2008 object is md5). Off by default.
+    pub legacy_digests: bool,
+    /// Smallest RSA key accepted anywhere in a chain. 1024 by default: every 2008 key is 1024-bit,
+    /// and the digest policy is what keeps 2008 objects out unless an operator lets them in.
+    pub min_rsa_bits: u32,
+    /// Tolerance for clocks that disagree, applied to notBefore and notAfter.
+    pub clock_skew_secs: i64,
+    /// Most verdicts kept in the cache.
+    pub cache_capacity: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { legacy_digests: false, min_rsa_bits: 1024, clock_skew_secs: 300, cache_capacity: 1024 }
+    }
+}
+
+/// The verifier's notion of now, replaceable in tests.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Seconds since the Unix epoch, UTC.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A GID whose chain reached a trusted root under the verifier's policy.
+#[derive(Debug, Clone)]
+pub struct VerifiedGid {
+    gid: Gid,
+    root: Hrn,
+    expires: i64,
+}
+
+/// A credential that verified, together with its verified caller and object GIDs.
+#[derive(Debug, Clone)]
+pub struct VerifiedCredential(Arc<CredentialVerdict>);
+
+#[derive(Debug)]
+struct CredentialVerdict {
+    subject: String,
+    caller: VerifiedGid,
+    object: VerifiedGid,
+    privileges: RightList,
+    delegate: bool,
+    expires: i64,
+}
+
+/// A ticket that verified, together with its verified caller and object GIDs.
+#[derive(Debug, Clone)]
+pub struct VerifiedTicket(Arc<TicketVerdict>);
+
+#[derive(Debug)]
+struct TicketVerdict {
+    ticket: Ticket,
+    caller: VerifiedGid,
+    object: VerifiedGid,
+    expires: i64,
+}
+
+/// Checks objects against a set of trusted roots.
+#[derive(Debug)]
+pub struct Verifier {
+    roots: RwLock<Arc<TrustedRoots>>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Clone)]
+enum Verdict {
+    Credential(VerifiedCredential),
+    Gid(VerifiedGid),
+    Ticket(VerifiedTicket),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Credential,
+    Gid,
+    Ticket,
+}
+
+type CacheMap = HashMap<Box<str>, (Verdict, i64), BuildHasherDefault<WordHasher>>;
+
+/// One map per kind so that a lookup borrows the presented text instead of copying it.
+#[derive(Debug, Default)]
+struct Cache {
+    credentials: CacheMap,
+    gids: CacheMap,
+    tickets: CacheMap,
+}
+
+impl Cache {
+    fn map(&mut self, kind: Kind) -> &mut CacheMap {
+        match kind {
+            Kind::Credential => &mut self.credentials,
+            Kind::Gid => &mut self.gids,
+            Kind::Ticket => &mut self.tickets,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.credentials.clear();
+        self.gids.clear();
+        self.tickets.clear();
+    }
+}
+
+// === impl Verifier ===
+
+impl Verifier {
+    pub fn new(roots: TrustedRoots, policy: Policy) -> Self {
+        Self::with_clock(roots, policy, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(roots: TrustedRoots, policy: Policy, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            roots: RwLock::new(Arc::new(roots)),
+            policy,
+            clock,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn roots(&self) -> Arc<TrustedRoots> {
+        Arc::clone(&self.roots.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Swaps in a new set of roots (a SIGHUP reload) and forgets every cached verdict.
+    pub fn replace_roots(&self, roots: TrustedRoots) {
+        *self.roots.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(roots);
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// Parses and verifies a GID chain.
+    pub fn verify_gid_str(&self, text: &str) -> Result<VerifiedGid, TrustError> {
+        if let Some(Verdict::Gid(v)) = self.cached(Kind::Gid, text) {
+            return Ok(v);
+        }
+        let gid = Gid::parse(text)?;
+        let verified = self.verify_gid(&gid)?;
+        self.remember(Kind::Gid, text, Verdict::Gid(verified.clone()), verified.expires);
+        Ok(verified)
+    }
+
+    /// Verifies a parsed GID chain.
+    pub fn verify_gid(&self, gid: &Gid) -> Result<VerifiedGid, VerifyError> {
+        let roots = self.roots();
+        let now = self.clock.now();
+        let (root, expires) = self.verify_links(gid, &roots, now, gid.hrn(), |child, parent| {
+            if parent.hrn().is_authority_of(child.hrn()) {
+                Ok(())
+            } else {
+                Err(VerifyError::HrnNotUnderParent {
+                    subject: child.hrn().to_string(),
+                    parent: parent.hrn().to_string(),
+                })
+            }
+        })?;
+        Ok(VerifiedGid { gid: gid.clone(), root, expires })
+    }
+
+    /// Parses and verifies a credential and its caller and object GIDs.
+    pub fn verify_credential_str(&self, text: &str) -> Result<VerifiedCredential, TrustError> {
+        if let Some(Verdict::Credential(v)) = self.cached(Kind::Credential, text) {
+            return Ok(v);
+        }
+        let cred = Credential::parse(text)?;
+        let verified = self.verify_credential(&cred)?;
+        self.remember(Kind::Credential, text, Verdict::Credential(verified.clone()), verified.0.expires);
+        Ok(verified)
+    }
+
+    /// Verifies a parsed credential: its own chain, then its caller's and object's GID chains.
+    pub fn verify_credential(&self, cred: &Credential) -> Result<VerifiedCredential, VerifyError> {
+        let subject = cred.subject().to_owned();
+        let caller = cred.caller().ok_or_else(|| VerifyError::MissingCallerGid { subject: subject.clone() })?;
+        let object = cred.object().ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.clone() })?;
+        let roots = self.roots();
+        let now = self.clock.now();
+        let (_, chain_expires) = self.verify_links(cred, &roots, now, object.hrn(), |child, parent| {
+            let child_subject = child.subject().to_owned();
+            if !parent.delegate() {
+                return Err(VerifyError::MissingDelegateBit {
+                    subject: child_subject,
+                    parent: parent.subject().to_owned(),
+                });
+            }
+            if !parent.privileges().is_superset(child.privileges()) {
+                return Err(VerifyError::RightsEscalation {
+                    subject: child_subject,
+                    rights: child.privileges().to_string(),
+                    parent: parent.subject().to_owned(),
+                    parent_rights: parent.privileges().to_string(),
+                });
+            }
+            outlives_check(child.certificate(), parent.certificate())?;
+            object_scope_check(&child_subject, child.object(), parent.object())
+        })?;
+        let caller = self.verify_gid(caller)?;
+        let object = self.verify_gid(object)?;
+        let expires = chain_expires.min(caller.expires).min(object.expires);
+        Ok(VerifiedCredential(Arc::new(CredentialVerdict {
+            subject,
+            caller,
+            object,
+            privileges: cred.privileges().clone(),
+            delegate: cred.delegate(),
+            expires,
+        })))
+    }
+
+    /// Parses and verifies a ticket; `node` is this node's hrn, checked against the ticket's
+    /// target when it names one.
+    pub fn verify_ticket_str(&self, text: &str, node: Option<&Hrn>) -> Result<VerifiedTicket, TrustError> {
+        let verified = match self.cached(Kind::Ticket, text) {
+            Some(Verdict::Ticket(v)) => v,
+            _ => {
+                let ticket = Ticket::parse(text)?;
+                let verified = self.verify_ticket_chain(&ticket)?;
+                self.remember(Kind::Ticket, text, Verdict::Ticket(verified.clone()), verified.0.expires);
+                verified
+            }
+        };
+        target_check(&verified.0.ticket, node)?;
+        Ok(verified)
+    }
+
+    /// Verifies a parsed ticket (see [`Verifier::verify_ticket_str`]).
+    pub fn verify_ticket(&self, ticket: &Ticket, node: Option<&Hrn>) -> Result<VerifiedTicket, VerifyError> {
+        let verified = self.verify_ticket_chain(ticket)?;
+        target_check(ticket, node)?;
+        Ok(verified)
+    }
+
+    fn verify_ticket_chain(&self, ticket: &Ticket) -> Result<VerifiedTicket, VerifyError> {
+        let subject = ticket.subject().to_owned();
+        let caller = ticket.caller().ok_or_else(|| VerifyError::MissingCallerGid { subject: subject.clone() })?;
+        let object = ticket.object().ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.clone() })?;
+        let roots = self.roots();
+        let now = self.clock.now();
+        let (_, chain_expires) = self.verify_links(ticket, &roots, now, object.hrn(), |child, parent| {
+            if !parent.delegate() {
+                return Err(VerifyError::MissingDelegateBit {
+                    subject: child.subject().to_owned(),
+                    parent: parent.subject().to_owned(),
+                });
+            }
+            outlives_check(child.certificate(), parent.certificate())?;
+            object_scope_check(child.subject(), child.object(), parent.object())
+        })?;
+        let caller = self.verify_gid(caller)?;
+        let object = self.verify_gid(object)?;
+        let expires = chain_expires.min(caller.expires).min(object.expires);
+        Ok(VerifiedTicket(Arc::new(TicketVerdict { ticket: ticket.clone(), caller, object, expires })))
+    }
+
+    /// The chain walk shared by every kind: from the leaf up, each certificate must pass the
+    /// policy and its dates; the walk ends at the first certificate a trusted root signed (the
+    /// root's hrn must be an authority of `leaf_hrn`), and every link below that must name its
+    /// parent as issuer, carry its signature, and pass `link`. Returns the root's hrn and the
+    /// earliest notAfter seen.
+    fn verify_links<T: Chained>(
+        &self,
+        obj: &T,
+        roots: &TrustedRoots,
+        now: i64,
+        leaf_hrn: &Hrn,
+        link: impl Fn(&T, &T) -> Result<(), VerifyError>,
+    ) -> Result<(Hrn, i64), VerifyError> {
+        let links = obj.links();
+        if links.len() > MAX_CHAIN_LEN {
+            return Err(VerifyError::ChainTooLong {
+                subject: obj.cert().subject().to_owned(),
+                limit: MAX_CHAIN_LEN,
+            });
+        }
+        let mut expires = i64::MAX;
+        for (i, child) in links.iter().enumerate() {
+            let cert = child.cert();
+            self.check_certificate(cert, now)?;
+            expires = expires.min(cert.validity().not_after);
+            if let Some(root) = roots.signer_of(cert) {
+                let root_cert = root.certificate();
+                self.check_root(root_cert, now)?;
+                if !root.hrn().is_authority_or_self(leaf_hrn) {
+                    return Err(VerifyError::RootNotAuthority {
+                        root: root.hrn().to_string(),
+                        hrn: leaf_hrn.to_string(),
+                    });
+                }
+                return Ok((root.hrn().clone(), expires.min(root_cert.validity().not_after)));
+            }
+            let Some(parent) = links.get(i + 1) else {
+                return Err(VerifyError::UntrustedRoot { subject: cert.subject().to_owned() });
+            };
+            let parent_cert = parent.cert();
+            if cert.issuer() != parent_cert.subject() {
+                return Err(VerifyError::IssuerMismatch {
+                    subject: cert.subject().to_owned(),
+                    issuer: cert.issuer().to_owned(),
+                    parent: parent_cert.subject().to_owned(),
+                });
+            }
+            if !cert.is_signed_by(parent_cert.public_key()) {
+                return Err(VerifyError::NotSignedByParent {
+                    subject: cert.subject().to_owned(),
+                    parent: parent_cert.subject().to_owned(),
+                });
+            }
+            link(child, parent)?;
+        }
+        // `links` is never empty (it starts with `obj`), so the loop always returns.
+        Err(VerifyError::UntrustedRoot { subject: obj.cert().subject().to_owned() })
+    }
+
+    /// Digest, key size and dates of one certificate in a chain.
+    fn check_certificate(&self, cert: &Certificate, now: i64) -> Result<(), VerifyError> {
+        let subject = || cert.subject().to_owned();
+        match cert.digest_class() {
+            DigestClass::Strong => {}
+            DigestClass::Legacy if self.policy.legacy_digests => {}
+            DigestClass::Legacy | DigestClass::Unsupported => {
+                return Err(VerifyError::WeakDigest {
+                    subject: subject(),
+                    algorithm: cert.signature_algorithm().to_owned(),
+                });
+            }
+        }
+        self.check_key_and_dates(cert, now)
+    }
+
+    /// A root is trusted by configuration, so its own signature is not judged; its key and dates
+    /// are.
+    fn check_root(&self, cert: &Certificate, now: i64) -> Result<(), VerifyError> {
+        self.check_key_and_dates(cert, now)
+    }
+
+    fn check_key_and_dates(&self, cert: &Certificate, now: i64) -> Result<(), VerifyError> {
+        let subject = || cert.subject().to_owned();
+        let bits = cert.public_key().bits();
+        if bits < self.policy.min_rsa_bits {
+            return Err(VerifyError::WeakKey { subject: subject(), bits, min: self.policy.min_rsa_bits });
+        }
+        let v = cert.validity();
+        let skew = self.policy.clock_skew_secs;
+        if now.saturating_add(skew) < v.not_before {
+            return Err(VerifyError::NotYetValid { subject: subject(), not_before: fmt_unix(v.not_before) });
+        }
+        if now.saturating_sub(skew) > v.not_after {
+            return Err(VerifyError::Expired { subject: subject(), not_after: fmt_unix(v.not_after) });
+        }
+        Ok(())
+    }
+
+    fn cached(&self, kind: Kind, text: &str) -> Option<Verdict> {
+        let now = self.clock.now();
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let (verdict, expires) = cache.map(kind).get(text)?;
+        (now.saturating_sub(self.policy.clock_skew_secs) <= *expires).then(|| verdict.clone())
+    }
+
+    fn remember(&self, kind: Kind, text: &str, verdict: Verdict, expires: i64) {
+        if self.policy.cache_capacity == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = cache.map(kind);
+        if map.len() >= self.policy.cache_capacity {
+            map.retain(|_, (_, exp)| *exp >= now);
+        }
+        if map.len() >= self.policy.cache_capacity {
+            // Still full of live verdicts: drop one; the cache only saves work, never decides.
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(Box::from(text), (verdict, expires));
+    }
+}
+
+fn outlives_check(child: &Certificate, parent: &Certificate) -> Result<(), VerifyError> {
+    let (c, p) = (child.validity().not_after, parent.validity().not_after);
+    if c > p {
+        return Err(VerifyError::OutlivesParent {
+            subject: child.subject().to_owned(),
+            not_after: fmt_unix(c),
+            parent: parent.subject().to_owned(),
+            parent_not_after: fmt_unix(p),
+        });
+    }
+    Ok(())
+}
+
+fn object_scope_check(subject: &str, child: Option<&Gid>, parent: Option<&Gid>) -> Result<(), VerifyError> {
+    let child = child.ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.to_owned() })?;
+    let parent = parent.ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.to_owned() })?;
+    if parent.hrn().is_authority_or_self(child.hrn()) {
+        Ok(())
+    } else {
+        Err(VerifyError::ObjectOutsideAuthority {
+            subject: subject.to_owned(),
+            object: child.hrn().to_string(),
+            parent_object: parent.hrn().to_string(),
+        })
+    }
+}
+
+fn target_check(ticket: &Ticket, node: Option<&Hrn>) -> Result<(), VerifyError> {
+    match (ticket.target(), node) {
+        (Some(target), Some(node)) if target != node => Err(VerifyError::WrongNode {
+            subject: ticket.subject().to_owned(),
+            target: target.to_string(),
+            node: node.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A fast word-at-a-time hash for cache keys. Keys are compared in full on lookup, and only
+/// verified objects are ever inserted, so collision resistance is not needed here.
+#[derive(Debug, Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+// === impl VerifiedGid ===
+
+impl VerifiedGid {
+    pub fn gid(&self) -> &Gid {
+        &self.gid
+    }
+
+    pub fn hrn(&self) -> &Hrn {
+        self.gid.hrn()
+    }
+
+    /// The trusted root the chain reached.
+    pub fn root(&self) -> &Hrn {
+        &self.root
+    }
+
+    /// Earliest notAfter along the chain (seconds since the epoch).
+    pub fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
+// === impl VerifiedCredential ===
+
+impl VerifiedCredential {
+    /// The credential's subject (its object's hrn).
+    pub fn subject(&self) -> &str {
+        &self.0.subject
+    }
+
+    pub fn caller(&self) -> &VerifiedGid {
+        &self.0.caller
+    }
+
+    pub fn object(&self) -> &VerifiedGid {
+        &self.0.object
+    }
+
+    pub fn privileges(&self) -> &RightList {
+        &self.0.privileges
+    }
+
+    pub fn delegate(&self) -> bool {
+        self.0.delegate
+    }
+
+    /// Earliest notAfter of the credential chain and both GID chains.
+    pub fn expires(&self) -> i64 {
+        self.0.expires
+    }
+
+    pub fn can_perform(&self, operation: &str) -> bool {
+        self.0.privileges.can_perform(operation)
+    }
+}
+
+// === impl VerifiedTicket ===
+
+impl VerifiedTicket {
+    pub fn ticket(&self) -> &Ticket {
+        &self.0.ticket
+    }
+
+    pub fn caller(&self) -> &VerifiedGid {
+        &self.0.caller
+    }
+
+    pub fn object(&self) -> &VerifiedGid {
+        &self.0.object
+    }
+
+    /// Earliest notAfter of the ticket chain and both GID chains.
+    pub fn expires(&self) -> i64 {
+        self.0.expires
+    }
+}
