@@ -397,7 +397,84 @@ impl CertSpec<'_> {
         }
         let digest = if compat { MessageDigest::md5() } else { MessageDigest::sha256() };
         b.sign(self.signer.pkey(), digest).map_err(crypto("signing a certificate"))?;
-        Certificate::from_x509(b.build())
+        let x509 = b.build();
+        if !compat {
+            return Certificate::from_x509(x509);
+        }
+        // OpenSSL 3's X509_sign sets v3 whenever extensions are present; 2008 certificates have
+        // no version field at all. Re-sign the TBS without it.
+        let der = x509.to_der().map_err(crypto("encoding a certificate"))?;
+        let v1 = der::resign_without_version(&der, self.signer)?;
+        Certificate::from_der(&v1)
+    }
+}
+
+/// Just enough DER to drop a certificate's version field and re-sign it with md5.
+mod der {
+    use openssl::hash::MessageDigest;
+    use openssl::sign::Signer;
+
+    use crate::error::crypto;
+    use crate::{Keypair, TrustError};
+
+    /// The explicit `[0] INTEGER 2` (v3) at the start of a TBSCertificate.
+    const VERSION_V3: [u8; 5] = [0xa0, 0x03, 0x02, 0x01, 0x02];
+
+    fn malformed() -> TrustError {
+        TrustError::Encode { what: "certificate".into(), reason: "unexpected DER from OpenSSL".into() }
+    }
+
+    /// Splits one TLV at the start of `data` into (header length, content length).
+    fn tlv(data: &[u8]) -> Result<(usize, usize), TrustError> {
+        let first = *data.get(1).ok_or_else(malformed)?;
+        if first < 0x80 {
+            return Ok((2, usize::from(first)));
+        }
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return Err(malformed());
+        }
+        let bytes = data.get(2..2 + n).ok_or_else(malformed)?;
+        let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        Ok((2 + n, len))
+    }
+
+    fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+        out.push(tag);
+        let len = content.len();
+        if len < 0x80 {
+            out.extend(u8::try_from(len));
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            out.extend(u8::try_from(0x80 + bytes.len() - skip));
+            out.extend_from_slice(&bytes[skip..]);
+        }
+        out.extend_from_slice(content);
+    }
+
+    pub(super) fn resign_without_version(der: &[u8], signer: &Keypair) -> Result<Vec<u8>, TrustError> {
+        let (outer_hdr, outer_len) = tlv(der)?;
+        let body = der.get(outer_hdr..outer_hdr + outer_len).ok_or_else(malformed)?;
+        let (tbs_hdr, tbs_len) = tlv(body)?;
+        let tbs_content = body.get(tbs_hdr..tbs_hdr + tbs_len).ok_or_else(malformed)?;
+        let rest = body.get(tbs_hdr + tbs_len..).ok_or_else(malformed)?;
+        let (alg_hdr, alg_len) = tlv(rest)?;
+        let sig_alg = rest.get(..alg_hdr + alg_len).ok_or_else(malformed)?;
+        let tbs_content = tbs_content.strip_prefix(&VERSION_V3[..]).unwrap_or(tbs_content);
+        let mut tbs = Vec::with_capacity(tbs_content.len() + 4);
+        push_tlv(&mut tbs, 0x30, tbs_content);
+        let mut s = Signer::new(MessageDigest::md5(), signer.pkey()).map_err(crypto("signing a certificate"))?;
+        let signature = s.sign_oneshot_to_vec(&tbs).map_err(crypto("signing a certificate"))?;
+        let mut bits = Vec::with_capacity(signature.len() + 1);
+        bits.push(0);
+        bits.extend_from_slice(&signature);
+        let mut cert_body = tbs;
+        cert_body.extend_from_slice(sig_alg);
+        push_tlv(&mut cert_body, 0x03, &bits);
+        let mut out = Vec::with_capacity(cert_body.len() + 4);
+        push_tlv(&mut out, 0x30, &cert_body);
+        Ok(out)
     }
 }
 

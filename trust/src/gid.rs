@@ -241,3 +241,38 @@ pub(crate) fn read_text(path: &std::path::Path) -> Result<String, TrustError> {
     String::from_utf8(bytes)
         .map_err(|_| TrustError::decode(path.display().to_string(), "file is not text"))
 }
+
+/// What kind of object a text holds, judged by its leaf certificate's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Credential,
+    Gid,
+    Ticket,
+}
+
+impl ObjectKind {
+    /// Credentials carry `privileges` or `lifeTime`, tickets `attributes` or `rspec`, GIDs an
+    /// `hrn` (or the later SFA URNs).
+    pub fn detect(text: &str) -> Result<Self, TrustError> {
+        let certs = split_chain(text, "object")?;
+        let Some(leaf) = certs.first() else {
+            return Err(TrustError::decode("object", "no certificate"));
+        };
+        let Some(payload) = leaf.xmlrpc_payload() else {
+            return match sfa_names(leaf) {
+                Some(_) => Ok(Self::Gid),
+                None => Err(TrustError::decode(leaf.subject(), "no Geniwrapper payload in subjectAltName")),
+            };
+        };
+        let fields = payload_struct(payload, leaf.subject())?;
+        if fields.contains("privileges") || fields.contains("lifeTime") {
+            Ok(Self::Credential)
+        } else if fields.contains("attributes") || fields.contains("rspec") {
+            Ok(Self::Ticket)
+        } else if fields.contains("hrn") || fields.contains("urn") {
+            Ok(Self::Gid)
+        } else {
+            Err(TrustError::decode(leaf.subject(), "payload is not a GID, credential or ticket"))
+        }
+    }
+}

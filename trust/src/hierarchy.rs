@@ -19,7 +19,7 @@ use geni_xmlrpc::Struct;
 use crate::credential::CredentialFields;
 use crate::gid::read_text;
 use crate::keys::write_public;
-use crate::ticket::TicketFields;
+use crate::ticket::{TicketFields, py2_ordered};
 use crate::{
     CertMode, ChainForm, Clock, Credential, Gid, Hrn, Keypair, PublicKey, Right, RightList,
     SystemClock, Ticket, TrustError, Validity, new_uuid,
@@ -252,7 +252,11 @@ impl Hierarchy {
         let now = self.clock.now();
         let validity = self.validity(lifetime_secs);
         let parent = self.authority_ticket_at(&auth_hrn, Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)))?;
-        let fields = TicketFields { caller, object: slice, attributes, rspec, delegate: false, target };
+        let (attributes, rspec) = match self.mode {
+            CertMode::Compat2008 => (py2_ordered(attributes), py2_ordered(rspec)),
+            CertMode::Modern => (attributes.clone(), rspec.clone()),
+        };
+        let fields = TicketFields { caller, object: slice, attributes: &attributes, rspec: &rspec, delegate: false, target };
         Ticket::create(&fields, slice.public_key(), auth_hrn.as_str(), &auth.key, Some(parent), validity, self.mode)
     }
 

@@ -28,7 +28,7 @@ mod verify;
 pub use cert::{CertMode, Certificate, ChainForm, Validity};
 pub use credential::Credential;
 pub use error::{TrustError, VerifyError};
-pub use gid::{Gid, new_uuid};
+pub use gid::{Gid, ObjectKind, new_uuid};
 pub use hierarchy::{AuthorityInfo, Hierarchy, delegate_credential};
 pub use hrn::{Hrn, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename, hrn_to_urn, urn_to_hrn};
 pub use keys::{Keypair, PublicKey};
@@ -43,3 +43,6 @@ pub use verify::{
 /// authority tree plus one or two delegations; the bound keeps hostile input from costing
 /// unbounded work.
 pub const MAX_CHAIN_LEN: usize = 16;
+
+#[cfg(test)]
+mod compat_tests;

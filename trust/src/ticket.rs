@@ -83,9 +83,9 @@ impl Ticket {
         })
     }
 
-    /// Makes and signs a ticket. In 2008 mode the attributes and rspec members are put in Python
-    /// 2's dict order (taking the given order as insertion order), and a target is refused since
-    /// the 2008 shape has no place for it.
+    /// Makes and signs a ticket with the members in the order given (see [`py2_ordered`] for
+    /// issuing in 2008 order). In 2008 mode a target is refused: the 2008 shape has no place for
+    /// it.
     pub(crate) fn create(
         fields: &TicketFields<'_>,
         key: &PublicKey,
@@ -102,16 +102,12 @@ impl Ticket {
                 reason: "the 2008 ticket shape cannot name a target node; use the modern form".into(),
             });
         }
-        let reorder = |s: &Struct| match mode {
-            CertMode::Compat2008 => py2_ordered(s),
-            CertMode::Modern => s.clone(),
-        };
         let mut ticket = Self {
             cert: fields.object.certificate().clone(),
             caller: Some(fields.caller.clone()),
             object: Some(fields.object.clone()),
-            attributes: reorder(fields.attributes),
-            rspec: reorder(fields.rspec),
+            attributes: fields.attributes.clone(),
+            rspec: fields.rspec.clone(),
             delegate: fields.delegate,
             target: fields.target.cloned(),
             parent: parent.map(Box::new),
@@ -203,7 +199,9 @@ impl Chained for Ticket {
     }
 }
 
-fn py2_ordered(s: &Struct) -> Struct {
+/// `s` with its members in the order Python 2.7 iterates a dict built by inserting them in `s`'s
+/// order (top level only), as a 2008 server's `xmlrpclib.dumps` wrote them.
+pub(crate) fn py2_ordered(s: &Struct) -> Struct {
     let names: Vec<&str> = s.names().collect();
     py2dict::ordered(&names)
         .into_iter()

@@ -562,3 +562,7 @@ impl VerifiedTicket {
         self.0.expires
     }
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
