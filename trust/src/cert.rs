@@ -7,7 +7,10 @@
 //! exact 2008 one. It decides nothing about trust: signature, date and digest facts are exposed
 //! for the verifier to judge.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use openssl::asn1::{Asn1Integer, Asn1Time, Asn1TimeRef, Asn1Type};
 use openssl::bn::BigNum;
@@ -53,10 +56,14 @@ pub struct Validity {
     pub not_after: i64,
 }
 
-/// One parsed certificate with the facts the rest of the crate needs, read once.
+/// One parsed certificate with the facts the rest of the crate needs, read once. Cloning is
+/// cheap: chains share the certificates they repeat.
 #[derive(Clone)]
-pub struct Certificate {
+pub struct Certificate(Arc<CertInner>);
+
+struct CertInner {
     x509: X509,
+    der: Vec<u8>,
     subject: String,
     issuer: String,
     validity: Validity,
@@ -80,7 +87,10 @@ pub(crate) enum DigestClass {
 impl Validity {
     /// `lifetime_secs` from `now`.
     pub fn from_now(now: i64, lifetime_secs: i64) -> Self {
-        Self { not_before: now, not_after: now.saturating_add(lifetime_secs) }
+        Self {
+            not_before: now,
+            not_after: now.saturating_add(lifetime_secs),
+        }
     }
 
     /// The 2008 validity: notBefore now, notAfter 5×365 days later.
@@ -93,18 +103,30 @@ impl Validity {
 
 impl Certificate {
     pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
-        let x509 = X509::from_der(der)
-            .map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
-        Self::from_x509(x509)
+        let x509 =
+            X509::from_der(der).map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
+        Self::from_x509(x509, der.to_vec())
     }
 
+    /// Reads one `-----BEGIN CERTIFICATE-----` block.
     pub fn from_pem(pem: &str) -> Result<Self, TrustError> {
-        let x509 = X509::from_pem(pem.as_bytes())
-            .map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
-        Self::from_x509(x509)
+        use base64::Engine;
+        let body = pem
+            .trim()
+            .strip_prefix(BEGIN)
+            .and_then(|b| b.strip_suffix(END))
+            .ok_or_else(|| TrustError::decode("certificate", "not a PEM certificate block"))?;
+        let mut b64 = Vec::with_capacity(body.len());
+        for line in body.lines() {
+            b64.extend_from_slice(line.trim().as_bytes());
+        }
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .map_err(|_| TrustError::decode("certificate", "bad base64 in PEM"))?;
+        Self::from_der(&der)
     }
 
-    fn from_x509(x509: X509) -> Result<Self, TrustError> {
+    fn from_x509(x509: X509, der: Vec<u8>) -> Result<Self, TrustError> {
         let subject = common_name(x509.subject_name())
             .ok_or_else(|| TrustError::decode("certificate", "subject has no common name"))?;
         let issuer = common_name(x509.issuer_name())
@@ -115,45 +137,62 @@ impl Certificate {
             not_after: unix_time(x509.not_after())
                 .ok_or_else(|| TrustError::decode(subject.clone(), "unreadable notAfter"))?,
         };
-        let public_key = x509
+        // The SPKI bytes come straight from the DER and the key from OpenSSL's parse: converting
+        // the key to DER and back goes through OpenSSL 3's encoder lookup, which cost more than
+        // everything else in parsing a credential.
+        let key = x509
             .public_key()
-            .and_then(|k| k.public_key_to_der())
-            .map_err(|e| TrustError::decode(subject.clone(), first_reason(&e)))
-            .and_then(|der| PublicKey::from_der(&der))?;
+            .map_err(|e| TrustError::decode(subject.clone(), first_reason(&e)))?;
+        let spki =
+            der::spki(&der).ok_or_else(|| TrustError::decode(subject.clone(), "no public key"))?;
+        let public_key = PublicKey::from_parts(key, spki.to_vec());
         let san_uris = x509
             .subject_alt_names()
-            .map(|names| names.iter().filter_map(|n| n.uri().map(str::to_owned)).collect())
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.uri().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(Self { x509, subject, issuer, validity, public_key, san_uris })
+        Ok(Self(Arc::new(CertInner {
+            x509,
+            der,
+            subject,
+            issuer,
+            validity,
+            public_key,
+            san_uris,
+        })))
     }
 
     /// Subject common name (for every Geniwrapper object, its hrn).
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
 
     /// Issuer common name (the signing authority's hrn).
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.0.issuer
     }
 
     pub fn validity(&self) -> Validity {
-        self.validity
+        self.0.validity
     }
 
     pub fn public_key(&self) -> &PublicKey {
-        &self.public_key
+        &self.0.public_key
     }
 
     /// The subjectAltName URIs, in order.
     pub fn san_uris(&self) -> &[String] {
-        &self.san_uris
+        &self.0.san_uris
     }
 
     /// The XML-RPC payload of a Geniwrapper object: the one SAN URI with `http://` stripped (2008
     /// GIDs and credentials), or a URI that is itself the `<params>` document (later tickets).
     pub fn xmlrpc_payload(&self) -> Option<&str> {
-        self.san_uris.iter().find_map(|u| {
+        self.0.san_uris.iter().find_map(|u| {
             if u.len() >= 7 && u.as_bytes()[..7].eq_ignore_ascii_case(b"http://") {
                 u.get(7..)
             } else if u.starts_with("<params>") || u.starts_with("<?xml") {
@@ -166,11 +205,12 @@ impl Certificate {
 
     /// X.509 version as written in the certificate: 1 when the field is absent (as in 2008).
     pub fn version(&self) -> i32 {
-        self.x509.version() + 1
+        self.0.x509.version() + 1
     }
 
     pub fn serial(&self) -> String {
-        self.x509
+        self.0
+            .x509
             .serial_number()
             .to_bn()
             .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
@@ -179,12 +219,12 @@ impl Certificate {
 
     /// The signature algorithm's long name (`md5WithRSAEncryption`, `sha256WithRSAEncryption`).
     pub fn signature_algorithm(&self) -> &'static str {
-        let nid = self.x509.signature_algorithm().object().nid();
+        let nid = self.0.x509.signature_algorithm().object().nid();
         nid.long_name().unwrap_or("unknown")
     }
 
     pub(crate) fn digest_class(&self) -> DigestClass {
-        match self.x509.signature_algorithm().object().nid() {
+        match self.0.x509.signature_algorithm().object().nid() {
             Nid::MD5WITHRSAENCRYPTION | Nid::SHA1WITHRSAENCRYPTION | Nid::SHA1WITHRSA => {
                 DigestClass::Legacy
             }
@@ -197,44 +237,59 @@ impl Certificate {
 
     /// ASN.1 string type of the subject CN (`PrintableString`, `T61String`, `UTF8String`, …).
     pub fn subject_cn_type(&self) -> &'static str {
-        cn_type(self.x509.subject_name())
+        cn_type(self.0.x509.subject_name())
     }
 
     /// ASN.1 string type of the issuer CN.
     pub fn issuer_cn_type(&self) -> &'static str {
-        cn_type(self.x509.issuer_name())
+        cn_type(self.0.x509.issuer_name())
     }
 
     /// Whether `key` made this certificate's signature. A malformed signature is `false`.
     pub fn is_signed_by(&self, key: &PublicKey) -> bool {
-        self.x509.verify(key.pkey()).unwrap_or(false)
+        self.0.x509.verify(key.pkey()).unwrap_or(false)
     }
 
     pub fn to_der(&self) -> Result<Vec<u8>, TrustError> {
-        self.x509.to_der().map_err(crypto("encoding a certificate"))
+        Ok(self.0.der.clone())
+    }
+
+    /// The DER as read or built.
+    pub fn der(&self) -> &[u8] {
+        &self.0.der
     }
 
     /// PEM exactly as pyOpenSSL's `dump_certificate` wrote it (64-column base64, trailing newline).
     pub fn to_pem(&self) -> Result<String, TrustError> {
-        let pem = self.x509.to_pem().map_err(crypto("encoding a certificate"))?;
+        let pem = self
+            .0
+            .x509
+            .to_pem()
+            .map_err(crypto("encoding a certificate"))?;
         String::from_utf8(pem).map_err(|_| TrustError::Encode {
-            what: self.subject.clone(),
+            what: self.0.subject.clone(),
             reason: "PEM is not ASCII".into(),
         })
     }
 
+    /// Identity of this parsed certificate (shared by its clones), for memoising checks within
+    /// one verification.
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<()>() as usize
+    }
+
     /// SHA-256 of the DER: the certificate's identity in caches.
     pub fn fingerprint(&self) -> [u8; 32] {
-        openssl::sha::sha256(&self.to_der().unwrap_or_default())
+        openssl::sha::sha256(&self.0.der)
     }
 }
 
 impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Certificate")
-            .field("subject", &self.subject)
-            .field("issuer", &self.issuer)
-            .field("validity", &self.validity)
+            .field("subject", &self.0.subject)
+            .field("issuer", &self.0.issuer)
+            .field("validity", &self.0.validity)
             .finish_non_exhaustive()
     }
 }
@@ -251,7 +306,10 @@ fn cn_type(name: &X509NameRef) -> &'static str {
     let Ok(der) = name.to_der() else {
         return "none";
     };
-    let tag = der.windows(CN_OID.len() + 1).find(|w| w[..CN_OID.len()] == CN_OID).map(|w| w[CN_OID.len()]);
+    let tag = der
+        .windows(CN_OID.len() + 1)
+        .find(|w| w[..CN_OID.len()] == CN_OID)
+        .map(|w| w[CN_OID.len()]);
     match tag {
         Some(0x13) => "PrintableString",
         Some(0x14) => "T61String",
@@ -266,7 +324,9 @@ fn cn_type(name: &X509NameRef) -> &'static str {
 fn unix_time(t: &Asn1TimeRef) -> Option<i64> {
     let epoch = Asn1Time::from_unix(0).ok()?;
     let diff = epoch.diff(t).ok()?;
-    i64::from(diff.days).checked_mul(86_400)?.checked_add(i64::from(diff.secs))
+    i64::from(diff.days)
+        .checked_mul(86_400)?
+        .checked_add(i64::from(diff.secs))
 }
 
 /// `2031-11-22 09:16:15 UTC`, for messages.
@@ -297,7 +357,11 @@ pub(crate) fn fmt_unix(t: i64) -> String {
 /// plain concatenation, leading text before the first PEM (later SFA files had some), and
 /// whitespace; anything else between certificates, a PEM without its END line, or more than
 /// [`MAX_CHAIN_LEN`] certificates is an error.
-pub(crate) fn split_chain(text: &str, what: &str) -> Result<Vec<Certificate>, TrustError> {
+pub(crate) fn split_chain(
+    text: &str,
+    what: &str,
+    memo: &mut Memo,
+) -> Result<Vec<Certificate>, TrustError> {
     let err = |reason: &str| TrustError::decode(what, reason);
     if text.trim().is_empty() {
         return Err(err("empty input"));
@@ -319,8 +383,10 @@ pub(crate) fn split_chain(text: &str, what: &str) -> Result<Vec<Certificate>, Tr
             return Err(err("truncated PEM (BEGIN without END)"));
         }
         let block_len = BEGIN.len() + end + END.len();
-        let cert = Certificate::from_pem(&rest[..block_len]).map_err(|e| match e {
-            TrustError::Decode { reason, .. } => err(&format!("certificate {}: {reason}", out.len())),
+        let cert = memo.certificate(&rest[..block_len]).map_err(|e| match e {
+            TrustError::Decode { reason, .. } => {
+                err(&format!("certificate {}: {reason}", out.len()))
+            }
             other => other,
         })?;
         out.push(cert);
@@ -328,11 +394,59 @@ pub(crate) fn split_chain(text: &str, what: &str) -> Result<Vec<Certificate>, Tr
         if after.is_empty() {
             return Ok(out);
         }
-        let after = after.strip_prefix(PARENT_SEPARATOR).unwrap_or(after).trim_start();
+        let after = after
+            .strip_prefix(PARENT_SEPARATOR)
+            .unwrap_or(after)
+            .trim_start();
         if !after.starts_with(BEGIN) {
             return Err(err("unexpected text after a certificate"));
         }
         rest = after;
+    }
+}
+
+/// Certificates already parsed during one top-level parse, by PEM text. A 2008 credential
+/// embeds the same authority GIDs in every link (24 certificates, 6 distinct, for a 3-level slice
+/// credential), and OpenSSL 3 spends most of a certificate parse decoding its public key.
+#[derive(Default)]
+pub(crate) struct Memo {
+    certs: HashMap<Box<str>, Certificate, BuildHasherDefault<WordHasher>>,
+    pub(crate) gids: HashMap<Box<str>, crate::Gid, BuildHasherDefault<WordHasher>>,
+}
+
+impl Memo {
+    fn certificate(&mut self, pem: &str) -> Result<Certificate, TrustError> {
+        if let Some(c) = self.certs.get(pem) {
+            return Ok(c.clone());
+        }
+        let cert = Certificate::from_pem(pem)?;
+        self.certs.insert(Box::from(pem), cert.clone());
+        Ok(cert)
+    }
+}
+
+/// A fast word-at-a-time hash for maps keyed by certificate text. Keys are compared in full on
+/// lookup, so collision resistance is not needed; SipHash over kilobytes of PEM showed up in
+/// profiles.
+#[derive(Debug, Default)]
+pub(crate) struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -366,21 +480,31 @@ impl CertSpec<'_> {
         if !compat {
             b.set_version(2).map_err(crypto("building a certificate"))?;
         }
-        let serial = if compat { BigNum::from_u32(1) } else { random_serial() }
-            .map_err(crypto("building a certificate"))?;
+        let serial = if compat {
+            BigNum::from_u32(1)
+        } else {
+            random_serial()
+        }
+        .map_err(crypto("building a certificate"))?;
         let serial = Asn1Integer::from_bn(&serial).map_err(crypto("building a certificate"))?;
-        b.set_serial_number(&serial).map_err(crypto("building a certificate"))?;
+        b.set_serial_number(&serial)
+            .map_err(crypto("building a certificate"))?;
         let subject = cn_name(self.subject, self.mode)?;
-        b.set_subject_name(&subject).map_err(crypto("building a certificate"))?;
+        b.set_subject_name(&subject)
+            .map_err(crypto("building a certificate"))?;
         let issuer = cn_name(self.issuer, self.mode)?;
-        b.set_issuer_name(&issuer).map_err(crypto("building a certificate"))?;
+        b.set_issuer_name(&issuer)
+            .map_err(crypto("building a certificate"))?;
         let not_before = Asn1Time::from_unix(self.validity.not_before)
             .map_err(crypto("building a certificate"))?;
-        b.set_not_before(&not_before).map_err(crypto("building a certificate"))?;
+        b.set_not_before(&not_before)
+            .map_err(crypto("building a certificate"))?;
         let not_after = Asn1Time::from_unix(self.validity.not_after)
             .map_err(crypto("building a certificate"))?;
-        b.set_not_after(&not_after).map_err(crypto("building a certificate"))?;
-        b.set_pubkey(self.subject_key.pkey()).map_err(crypto("building a certificate"))?;
+        b.set_not_after(&not_after)
+            .map_err(crypto("building a certificate"))?;
+        b.set_pubkey(self.subject_key.pkey())
+            .map_err(crypto("building a certificate"))?;
         if let Some(payload) = self.payload {
             if !payload.is_ascii() {
                 return Err(TrustError::Encode {
@@ -393,17 +517,23 @@ impl CertSpec<'_> {
                 .uri(&uri)
                 .build(&b.x509v3_context(None, None))
                 .map_err(crypto("building the subjectAltName"))?;
-            b.append_extension(ext).map_err(crypto("building a certificate"))?;
+            b.append_extension(ext)
+                .map_err(crypto("building a certificate"))?;
         }
-        let digest = if compat { MessageDigest::md5() } else { MessageDigest::sha256() };
-        b.sign(self.signer.pkey(), digest).map_err(crypto("signing a certificate"))?;
+        let digest = if compat {
+            MessageDigest::md5()
+        } else {
+            MessageDigest::sha256()
+        };
+        b.sign(self.signer.pkey(), digest)
+            .map_err(crypto("signing a certificate"))?;
         let x509 = b.build();
+        let der = x509.to_der().map_err(crypto("encoding a certificate"))?;
         if !compat {
-            return Certificate::from_x509(x509);
+            return Certificate::from_x509(x509, der);
         }
         // OpenSSL 3's X509_sign sets v3 whenever extensions are present; 2008 certificates have
         // no version field at all. Re-sign the TBS without it.
-        let der = x509.to_der().map_err(crypto("encoding a certificate"))?;
         let v1 = der::resign_without_version(&der, self.signer)?;
         Certificate::from_der(&v1)
     }
@@ -421,7 +551,10 @@ mod der {
     const VERSION_V3: [u8; 5] = [0xa0, 0x03, 0x02, 0x01, 0x02];
 
     fn malformed() -> TrustError {
-        TrustError::Encode { what: "certificate".into(), reason: "unexpected DER from OpenSSL".into() }
+        TrustError::Encode {
+            what: "certificate".into(),
+            reason: "unexpected DER from OpenSSL".into(),
+        }
     }
 
     /// Splits one TLV at the start of `data` into (header length, content length).
@@ -435,7 +568,9 @@ mod der {
             return Err(malformed());
         }
         let bytes = data.get(2..2 + n).ok_or_else(malformed)?;
-        let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         Ok((2 + n, len))
     }
 
@@ -453,19 +588,51 @@ mod der {
         out.extend_from_slice(content);
     }
 
-    pub(super) fn resign_without_version(der: &[u8], signer: &Keypair) -> Result<Vec<u8>, TrustError> {
+    /// The raw SubjectPublicKeyInfo TLV of a certificate.
+    pub(super) fn spki(cert: &[u8]) -> Option<&[u8]> {
+        let (hdr, len) = tlv(cert).ok()?;
+        let tbs = cert.get(hdr..hdr + len)?;
+        let (hdr, len) = tlv(tbs).ok()?;
+        let mut rest = tbs.get(hdr..hdr + len)?;
+        // [0] version (optional), serial, signature, issuer, validity, subject, then the SPKI.
+        let mut index = 0;
+        if rest.first() == Some(&0xa0) {
+            index = -1;
+        }
+        loop {
+            let (hdr, len) = tlv(rest).ok()?;
+            let whole = rest.get(..hdr + len)?;
+            if index == 5 {
+                return Some(whole);
+            }
+            rest = rest.get(hdr + len..)?;
+            index += 1;
+        }
+    }
+
+    pub(super) fn resign_without_version(
+        der: &[u8],
+        signer: &Keypair,
+    ) -> Result<Vec<u8>, TrustError> {
         let (outer_hdr, outer_len) = tlv(der)?;
-        let body = der.get(outer_hdr..outer_hdr + outer_len).ok_or_else(malformed)?;
+        let body = der
+            .get(outer_hdr..outer_hdr + outer_len)
+            .ok_or_else(malformed)?;
         let (tbs_hdr, tbs_len) = tlv(body)?;
         let tbs_content = body.get(tbs_hdr..tbs_hdr + tbs_len).ok_or_else(malformed)?;
         let rest = body.get(tbs_hdr + tbs_len..).ok_or_else(malformed)?;
         let (alg_hdr, alg_len) = tlv(rest)?;
         let sig_alg = rest.get(..alg_hdr + alg_len).ok_or_else(malformed)?;
-        let tbs_content = tbs_content.strip_prefix(&VERSION_V3[..]).unwrap_or(tbs_content);
+        let tbs_content = tbs_content
+            .strip_prefix(&VERSION_V3[..])
+            .unwrap_or(tbs_content);
         let mut tbs = Vec::with_capacity(tbs_content.len() + 4);
         push_tlv(&mut tbs, 0x30, tbs_content);
-        let mut s = Signer::new(MessageDigest::md5(), signer.pkey()).map_err(crypto("signing a certificate"))?;
-        let signature = s.sign_oneshot_to_vec(&tbs).map_err(crypto("signing a certificate"))?;
+        let mut s = Signer::new(MessageDigest::md5(), signer.pkey())
+            .map_err(crypto("signing a certificate"))?;
+        let signature = s
+            .sign_oneshot_to_vec(&tbs)
+            .map_err(crypto("signing a certificate"))?;
         let mut bits = Vec::with_capacity(signature.len() + 1);
         bits.push(0);
         bits.extend_from_slice(&signature);
@@ -498,7 +665,9 @@ fn cn_name(cn: &str, mode: CertMode) -> Result<openssl::x509::X509Name, TrustErr
         });
     }
     let mut n = X509NameBuilder::new().map_err(crypto("building a certificate name"))?;
-    let printable = cn.chars().all(|ch| ch.is_ascii_alphanumeric() || " '()+,-./:=?".contains(ch));
+    let printable = cn
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || " '()+,-./:=?".contains(ch));
     match mode {
         CertMode::Compat2008 if printable => {
             n.append_entry_by_nid_with_type(Nid::COMMONNAME, cn, Asn1Type::PRINTABLESTRING)
@@ -524,15 +693,29 @@ mod tests {
 
     #[test]
     fn chain_text_errors_are_clear() {
-        let e = split_chain("", "x").unwrap_err().to_string();
-        assert!(e.contains("empty"), "{e}");
-        let e = split_chain("hello", "x").unwrap_err().to_string();
-        assert!(e.contains("no PEM"), "{e}");
-        let e = split_chain("-----BEGIN CERTIFICATE-----\nMIIB", "x").unwrap_err().to_string();
-        assert!(e.contains("truncated"), "{e}");
-        let e = split_chain("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n", "x")
+        let e = split_chain("", "x", &mut Memo::default())
             .unwrap_err()
             .to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = split_chain("hello", "x", &mut Memo::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no PEM"), "{e}");
+        let e = split_chain(
+            "-----BEGIN CERTIFICATE-----\nMIIB",
+            "x",
+            &mut Memo::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let e = split_chain(
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+            "x",
+            &mut Memo::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("certificate 0"), "{e}");
     }
 }

@@ -10,12 +10,16 @@ use geni_xmlrpc::{Struct, Value};
 use crate::cert::{CertSpec, Validity};
 use crate::credential::CredentialFields;
 use crate::ticket::TicketFields;
-use crate::{CertMode, ChainForm, Credential, Gid, Hierarchy, Hrn, Keypair, RecordType, RightList, Ticket};
+use crate::{
+    CertMode, ChainForm, Credential, Gid, Hierarchy, Hrn, Keypair, RecordType, RightList, Ticket,
+};
 
 fn vectors() -> PathBuf {
     std::env::var_os("GENI_VECTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gw2008"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gw2008")
+        })
 }
 
 fn read(rel: &str) -> String {
@@ -44,7 +48,10 @@ fn a_2008_gid_is_rebuilt_byte_for_byte() {
     )
     .unwrap();
     assert!(rebuilt.certificate().to_der().unwrap() == orig.certificate().to_der().unwrap());
-    assert_eq!(rebuilt.to_chain_string(ChainForm::Separator).unwrap(), read("gid/planetlab.us.pl.account_test.gid"));
+    assert_eq!(
+        rebuilt.to_chain_string(ChainForm::Separator).unwrap(),
+        read("gid/planetlab.us.pl.account_test.gid")
+    );
 }
 
 #[test]
@@ -110,10 +117,30 @@ fn python2_dict_order_matches_the_2008_ticket() {
     // attributes: `timestamp` and `initscript` collide; 2008's record_to_slice_info added the
     // initscript body last, after the base attributes, and that order reproduces the vector.
     let want: Vec<&str> = orig.attributes().names().collect();
-    let inserted = ["name", "keys", "instantiation", "vref", "timestamp", "slice_id", "initscript"];
+    let inserted = [
+        "name",
+        "keys",
+        "instantiation",
+        "vref",
+        "timestamp",
+        "slice_id",
+        "initscript",
+    ];
     assert_eq!(crate::py2dict::ordered(&inserted), want);
-    let swapped = ["name", "keys", "instantiation", "vref", "initscript", "slice_id", "timestamp"];
-    assert_ne!(crate::py2dict::ordered(&swapped), want, "the collision makes insertion order matter");
+    let swapped = [
+        "name",
+        "keys",
+        "instantiation",
+        "vref",
+        "initscript",
+        "slice_id",
+        "timestamp",
+    ];
+    assert_ne!(
+        crate::py2dict::ordered(&swapped),
+        want,
+        "the collision makes insertion order matter"
+    );
 }
 
 #[test]
@@ -134,7 +161,10 @@ fn the_2008_subject_alt_name_bytes_are_reproduced() {
     .build()
     .unwrap();
     let der = cert.to_der().unwrap();
-    assert!(der.windows(want.len()).any(|w| w == want.as_slice()), "SAN DER not found verbatim");
+    assert!(
+        der.windows(want.len()).any(|w| w == want.as_slice()),
+        "SAN DER not found verbatim"
+    );
 }
 
 #[test]
@@ -144,10 +174,30 @@ fn compat_objects_round_trip_to_identical_bytes() {
     let site = Hrn::parse("planetlab.us.pl").unwrap();
     h.create_authority(&site, true).unwrap();
     let user_key = Keypair::generate(1024).unwrap();
-    let user = h.create_gid(&Hrn::parse("planetlab.us.pl.account_test").unwrap(), None, &user_key.public_key()).unwrap();
+    let user = h
+        .create_gid(
+            &Hrn::parse("planetlab.us.pl.account_test").unwrap(),
+            None,
+            &user_key.public_key(),
+        )
+        .unwrap();
     let slice_key = Keypair::generate(1024).unwrap();
-    let slice = h.create_gid(&Hrn::parse("planetlab.us.pl.testslice").unwrap(), None, &slice_key.public_key()).unwrap();
-    let cred = h.issue_credential(&user, &slice, &RightList::for_record_type(RecordType::Slice), false, 0).unwrap();
+    let slice = h
+        .create_gid(
+            &Hrn::parse("planetlab.us.pl.testslice").unwrap(),
+            None,
+            &slice_key.public_key(),
+        )
+        .unwrap();
+    let cred = h
+        .issue_credential(
+            &user,
+            &slice,
+            &RightList::for_record_type(RecordType::Slice),
+            false,
+            0,
+        )
+        .unwrap();
     let attrs: Struct = [
         ("name", Value::from("pl_testslice")),
         ("keys", Value::Array(vec![Value::from("ssh-rsa AAAA x")])),
@@ -155,13 +205,20 @@ fn compat_objects_round_trip_to_identical_bytes() {
         ("vref", Value::from("default")),
         ("timestamp", Value::Double(1_227_612_345.5)),
         ("slice_id", Value::Int(1234)),
-        ("initscript", Value::from("#!/bin/sh\necho hi > /tmp/x <&>\n")),
+        (
+            "initscript",
+            Value::from("#!/bin/sh\necho hi > /tmp/x <&>\n"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let rspec = Struct::new().with("cpu_share", "32").with("disk_max", "10000000");
-    let ticket = h.issue_ticket(&user, &slice, &attrs, &rspec, None, 0).unwrap();
+    let rspec = Struct::new()
+        .with("cpu_share", "32")
+        .with("disk_max", "10000000");
+    let ticket = h
+        .issue_ticket(&user, &slice, &attrs, &rspec, None, 0)
+        .unwrap();
 
     // 2008 certificate facts.
     for cert in [user.certificate(), cred.certificate(), ticket.certificate()] {
@@ -178,7 +235,10 @@ fn compat_objects_round_trip_to_identical_bytes() {
     let back = Gid::parse(&text).unwrap();
     assert_eq!((back.hrn(), back.uuid()), (user.hrn(), user.uuid()));
     assert_eq!(back.to_chain_string(ChainForm::Separator).unwrap(), text);
-    assert_eq!(back.payload_2008().unwrap().trim_end(), back.certificate().xmlrpc_payload().unwrap());
+    assert_eq!(
+        back.payload_2008().unwrap().trim_end(),
+        back.certificate().xmlrpc_payload().unwrap()
+    );
 
     let text = cred.to_chain_string(ChainForm::Separator).unwrap();
     let back = Credential::parse(&text).unwrap();
@@ -187,7 +247,10 @@ fn compat_objects_round_trip_to_identical_bytes() {
     assert_eq!(back.caller().unwrap().hrn(), user.hrn());
     assert_eq!(back.to_chain_string(ChainForm::Separator).unwrap(), text);
     for link in std::iter::successors(Some(&back), |c| c.parent()) {
-        assert_eq!(link.payload_2008().unwrap().trim_end(), link.certificate().xmlrpc_payload().unwrap());
+        assert_eq!(
+            link.payload_2008().unwrap().trim_end(),
+            link.certificate().xmlrpc_payload().unwrap()
+        );
     }
 
     let text = ticket.to_chain_string(ChainForm::Separator).unwrap();
@@ -195,7 +258,10 @@ fn compat_objects_round_trip_to_identical_bytes() {
     assert_eq!(back.attributes().get("initscript"), attrs.get("initscript"));
     assert_eq!(back.attributes().len(), attrs.len());
     assert_eq!(back.to_chain_string(ChainForm::Separator).unwrap(), text);
-    assert_eq!(back.payload().unwrap().trim_end(), back.certificate().xmlrpc_payload().unwrap());
+    assert_eq!(
+        back.payload().unwrap().trim_end(),
+        back.certificate().xmlrpc_payload().unwrap()
+    );
     // Python 2 dict order for the inner dicts, as the 2008 vector shows it.
     let names: Vec<&str> = back.rspec().names().collect();
     assert_eq!(names, ["disk_max", "cpu_share"]);
@@ -207,6 +273,7 @@ fn plain_and_separator_chain_forms_read_alike() {
     let cred = Credential::parse(&text).unwrap();
     let plain = cred.to_chain_string(ChainForm::Plain).unwrap();
     assert!(!plain.contains("-----parent-----"));
-    let back = Credential::parse(&format!("leading text from `openssl x509 -text`\n{plain}")).unwrap();
+    let back =
+        Credential::parse(&format!("leading text from `openssl x509 -text`\n{plain}")).unwrap();
     assert_eq!(back.to_chain_string(ChainForm::Separator).unwrap(), text);
 }

@@ -8,9 +8,8 @@
 
 use geni_xmlrpc::{Struct, Value};
 
-use crate::cert::{CertSpec, Certificate, ChainForm};
+use crate::cert::{CertSpec, Certificate, ChainForm, Memo, split_chain};
 use crate::gid::{Chained, chain_from, chain_string, encode_payload, payload_struct, read_text};
-use crate::cert::split_chain;
 use crate::{CertMode, Gid, Keypair, PublicKey, RightList, TrustError, Validity};
 
 /// A credential with its parent chain (parents re-read as credentials, as 2008 did).
@@ -22,7 +21,7 @@ pub struct Credential {
     privileges: RightList,
     delegate: bool,
     lifetime: Option<i64>,
-    parent: Option<Box<Credential>>,
+    parent: Option<Box<Self>>,
 }
 
 /// The fields of a credential to be issued.
@@ -37,29 +36,38 @@ pub(crate) struct CredentialFields<'a> {
 impl Credential {
     /// Reads a credential chain (either chain form).
     pub fn parse(text: &str) -> Result<Self, TrustError> {
-        let certs = split_chain(text, "credential")?;
-        chain_from(certs, Self::from_cert)
+        let mut memo = Memo::default();
+        let certs = split_chain(text, "credential", &mut memo)?;
+        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
         let text = read_text(path)?;
-        let certs = split_chain(&text, &format!("credential {}", path.display()))?;
-        chain_from(certs, Self::from_cert)
+        let mut memo = Memo::default();
+        let certs = split_chain(&text, &format!("credential {}", path.display()), &mut memo)?;
+        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
     }
 
-    fn from_cert(cert: Certificate, parent: Option<Box<Self>>) -> Result<Self, TrustError> {
+    fn from_cert(
+        cert: Certificate,
+        parent: Option<Box<Self>>,
+        memo: &mut Memo,
+    ) -> Result<Self, TrustError> {
         let what = format!("credential {}", cert.subject());
         let payload = cert
             .xmlrpc_payload()
             .ok_or_else(|| TrustError::decode(&what, "no credential payload in subjectAltName"))?;
         let fields = payload_struct(payload, &what)?;
-        let caller = embedded_gid(&fields, "gidCaller", &what)?;
-        let object = embedded_gid(&fields, "gidObject", &what)?;
+        let caller = embedded_gid(&fields, "gidCaller", &what, memo)?;
+        let object = embedded_gid(&fields, "gidObject", &what, memo)?;
         let privileges = match fields.get("privileges") {
             None | Some(Value::Nil) => RightList::default(),
             Some(Value::String(s)) => s.parse()?,
             Some(v) => {
-                return Err(TrustError::decode(&what, format!("privileges is a {}", v.type_name())));
+                return Err(TrustError::decode(
+                    &what,
+                    format!("privileges is a {}", v.type_name()),
+                ));
             }
         };
         let delegate = flag(&fields, "delegate", &what)?;
@@ -70,10 +78,21 @@ impl Credential {
                 TrustError::decode(&what, format!("lifeTime {s:?} is not a number"))
             })?),
             Some(v) => {
-                return Err(TrustError::decode(&what, format!("lifeTime is a {}", v.type_name())));
+                return Err(TrustError::decode(
+                    &what,
+                    format!("lifeTime is a {}", v.type_name()),
+                ));
             }
         };
-        Ok(Self { cert, caller, object, privileges, delegate, lifetime, parent })
+        Ok(Self {
+            cert,
+            caller,
+            object,
+            privileges,
+            delegate,
+            lifetime,
+            parent,
+        })
     }
 
     /// Makes and signs a credential. `key` is the credential's X.509 key (the object's, in 2008),
@@ -190,12 +209,20 @@ fn placeholder_cert(object: &Gid) -> Result<Certificate, TrustError> {
     Ok(object.certificate().clone())
 }
 
-pub(crate) fn embedded_gid(fields: &Struct, name: &str, what: &str) -> Result<Option<Gid>, TrustError> {
+pub(crate) fn embedded_gid(
+    fields: &Struct,
+    name: &str,
+    what: &str,
+    memo: &mut Memo,
+) -> Result<Option<Gid>, TrustError> {
     match fields.get(name) {
         None | Some(Value::Nil) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Gid::parse_named(s, &format!("{name} of {what}")).map(Some),
-        Some(v) => Err(TrustError::decode(what, format!("{name} is a {}", v.type_name()))),
+        Some(Value::String(s)) => Gid::parse_in(s, &format!("{name} of {what}"), memo).map(Some),
+        Some(v) => Err(TrustError::decode(
+            what,
+            format!("{name} is a {}", v.type_name()),
+        )),
     }
 }
 
@@ -206,6 +233,9 @@ pub(crate) fn flag(fields: &Struct, name: &str, what: &str) -> Result<bool, Trus
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::Int(0)) => Ok(false),
         Some(Value::Int(1)) => Ok(true),
-        Some(v) => Err(TrustError::decode(what, format!("{name} is not a boolean ({})", v.type_name()))),
+        Some(v) => Err(TrustError::decode(
+            what,
+            format!("{name} is not a boolean ({})", v.type_name()),
+        )),
     }
 }

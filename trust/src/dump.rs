@@ -108,7 +108,10 @@ pub(crate) fn show_value(v: &Value) -> String {
         Value::Nil => "None".to_owned(),
         Value::String(s) => format!("{s:?}"),
         Value::Struct(s) => {
-            let parts: Vec<String> = s.iter().map(|(k, v)| format!("{k}: {}", show_value(v))).collect();
+            let parts: Vec<String> = s
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", show_value(v)))
+                .collect();
             format!("{{{}}}", parts.join(", "))
         }
     }

@@ -17,7 +17,10 @@ pub enum TrustError {
     /// OpenSSL refused an operation on our own inputs (never used for a peer's bad signature:
     /// that is a [`VerifyError`]).
     #[error("{context}: {message}")]
-    Crypto { context: &'static str, message: String },
+    Crypto {
+        context: &'static str,
+        message: String,
+    },
     /// Text that should hold a GID, credential, ticket or key but does not.
     #[error("cannot read {what}: {reason}")]
     Decode { what: String, reason: String },
@@ -31,7 +34,10 @@ pub enum TrustError {
     #[error("invalid urn {urn:?}: {reason}")]
     InvalidUrn { urn: String, reason: &'static str },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A private key file that others can read.
     #[error(
         "private key {} is readable by group or others (mode {mode:04o}); run `chmod 600 {}`",
@@ -69,7 +75,11 @@ pub enum VerifyError {
     #[error("{subject} is not under the authority of its parent {parent}")]
     HrnNotUnderParent { subject: String, parent: String },
     #[error("{subject} names issuer {issuer} but its parent is {parent}")]
-    IssuerMismatch { subject: String, issuer: String, parent: String },
+    IssuerMismatch {
+        subject: String,
+        issuer: String,
+        parent: String,
+    },
     #[error("credential {subject} has no caller GID")]
     MissingCallerGid { subject: String },
     #[error("{parent} did not allow delegation to {subject} (delegate bit not set)")]
@@ -80,35 +90,72 @@ pub enum VerifyError {
     NotSignedByParent { subject: String, parent: String },
     #[error("{subject} is not valid before {not_before}")]
     NotYetValid { subject: String, not_before: String },
-    #[error("{subject}: object {object} is outside the authority of its parent's object {parent_object}")]
-    ObjectOutsideAuthority { subject: String, object: String, parent_object: String },
+    #[error(
+        "{subject}: object {object} is outside the authority of its parent's object {parent_object}"
+    )]
+    ObjectOutsideAuthority {
+        subject: String,
+        object: String,
+        parent_object: String,
+    },
     #[error("{subject} expires at {not_after}, after its parent {parent} ({parent_not_after})")]
-    OutlivesParent { subject: String, not_after: String, parent: String, parent_not_after: String },
+    OutlivesParent {
+        subject: String,
+        not_after: String,
+        parent: String,
+        parent_not_after: String,
+    },
     #[error("{subject} claims rights {rights:?} beyond its parent {parent}'s {parent_rights:?}")]
-    RightsEscalation { subject: String, rights: String, parent: String, parent_rights: String },
+    RightsEscalation {
+        subject: String,
+        rights: String,
+        parent: String,
+        parent_rights: String,
+    },
     #[error("trusted root {root} is not an authority for {hrn}")]
     RootNotAuthority { root: String, hrn: String },
     #[error("{subject} does not chain to a trusted root")]
     UntrustedRoot { subject: String },
-    #[error("{subject} is signed with {algorithm}, refused by the digest policy (legacy_digests is off)")]
+    #[error(
+        "{subject} is signed with {algorithm}, refused by the digest policy (legacy_digests is off)"
+    )]
     WeakDigest { subject: String, algorithm: String },
     #[error("{subject} has a {bits}-bit key; the policy requires at least {min} bits")]
-    WeakKey { subject: String, bits: u32, min: u32 },
+    WeakKey {
+        subject: String,
+        bits: u32,
+        min: u32,
+    },
     #[error("ticket {subject} is for node {target}, not this node {node}")]
-    WrongNode { subject: String, target: String, node: String },
+    WrongNode {
+        subject: String,
+        target: String,
+        node: String,
+    },
 }
 
 impl TrustError {
     pub(crate) fn decode(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Decode { what: what.into(), reason: reason.into() }
+        Self::Decode {
+            what: what.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
 /// Wraps an OpenSSL error stack raised by one of our own operations.
-pub(crate) fn crypto(context: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> TrustError {
-    move |e| TrustError::Crypto { context, message: e.to_string() }
+pub(crate) fn crypto(
+    context: &'static str,
+) -> impl FnOnce(openssl::error::ErrorStack) -> TrustError {
+    move |e| TrustError::Crypto {
+        context,
+        message: e.to_string(),
+    }
 }

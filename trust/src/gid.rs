@@ -8,7 +8,7 @@
 
 use geni_xmlrpc::{Limits, Struct, Value, dumps_params, parse_params};
 
-use crate::cert::{CertSpec, Certificate, ChainForm, join_chain, split_chain};
+use crate::cert::{CertSpec, Certificate, ChainForm, Memo, join_chain, split_chain};
 use crate::{CertMode, Hrn, Keypair, PublicKey, TrustError, Validity, urn_to_hrn};
 
 /// A GID with its parent chain (parents are GIDs too, as 2008 re-read them).
@@ -17,7 +17,7 @@ pub struct Gid {
     cert: Certificate,
     hrn: Hrn,
     uuid: Option<String>,
-    parent: Option<Box<Gid>>,
+    parent: Option<Box<Self>>,
 }
 
 /// A new random uuid as 2008's `create_uuid()` wrote it: `str(uuid.uuid4().int)`.
@@ -37,8 +37,18 @@ impl Gid {
     }
 
     pub(crate) fn parse_named(text: &str, what: &str) -> Result<Self, TrustError> {
-        let certs = split_chain(text, what)?;
-        chain_from(certs, Self::from_cert)
+        Self::parse_in(text, what, &mut Memo::default())
+    }
+
+    /// Parses within one top-level parse: credentials repeat the same GID chains in every link.
+    pub(crate) fn parse_in(text: &str, what: &str, memo: &mut Memo) -> Result<Self, TrustError> {
+        if let Some(g) = memo.gids.get(text) {
+            return Ok(g.clone());
+        }
+        let certs = split_chain(text, what, memo)?;
+        let gid = chain_from(certs, Self::from_cert)?;
+        memo.gids.insert(Box::from(text), gid.clone());
+        Ok(gid)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
@@ -55,7 +65,10 @@ impl Gid {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(Value::Int(i)) => Some(i.to_string()),
                 Some(v) => {
-                    return Err(TrustError::decode(what(), format!("uuid is a {}", v.type_name())));
+                    return Err(TrustError::decode(
+                        what(),
+                        format!("uuid is a {}", v.type_name()),
+                    ));
                 }
             };
             let hrn = match (fields.get("hrn"), fields.get("urn")) {
@@ -65,11 +78,15 @@ impl Gid {
             };
             (hrn, uuid)
         } else {
-            sfa_names(&cert).ok_or_else(|| {
-                TrustError::decode(what(), "no GID payload in subjectAltName")
-            })??
+            sfa_names(&cert)
+                .ok_or_else(|| TrustError::decode(what(), "no GID payload in subjectAltName"))??
         };
-        Ok(Self { cert, hrn, uuid, parent })
+        Ok(Self {
+            cert,
+            hrn,
+            uuid,
+            parent,
+        })
     }
 
     /// Makes and signs a GID. `issuer` is the signing authority's hrn (the GID's own for a
@@ -106,7 +123,12 @@ impl Gid {
             mode,
         }
         .build()?;
-        Ok(Self { cert, hrn: hrn.clone(), uuid: Some(uuid.to_owned()), parent: parent.map(Box::new) })
+        Ok(Self {
+            cert,
+            hrn: hrn.clone(),
+            uuid: Some(uuid.to_owned()),
+            parent: parent.map(Box::new),
+        })
     }
 
     pub fn hrn(&self) -> &Hrn {
@@ -132,7 +154,10 @@ impl Gid {
     /// The GID without its parents (what `TrustedRootList.add_gid` wrote).
     #[must_use]
     pub fn without_parents(&self) -> Self {
-        Self { parent: None, ..self.clone() }
+        Self {
+            parent: None,
+            ..self.clone()
+        }
     }
 
     /// The 2008 payload rebuilt from the fields: equal to the certificate's own for anything the
@@ -143,7 +168,9 @@ impl Gid {
             reason: "no uuid".into(),
         })?;
         encode_payload(
-            &Struct::new().with("hrn", self.hrn.as_str()).with("uuid", uuid),
+            &Struct::new()
+                .with("hrn", self.hrn.as_str())
+                .with("uuid", uuid),
             false,
             self.hrn.as_str(),
         )
@@ -166,13 +193,20 @@ impl Chained for Gid {
 
 /// The later SFA form: `URI:urn:publicid:IDN+…` and `URI:urn:uuid:…` GeneralNames.
 fn sfa_names(cert: &Certificate) -> Option<Result<(Hrn, Option<String>), TrustError>> {
-    let urn = cert.san_uris().iter().find(|u| u.to_ascii_lowercase().starts_with("urn:publicid:idn+"))?;
+    let urn = cert
+        .san_uris()
+        .iter()
+        .find(|u| u.to_ascii_lowercase().starts_with("urn:publicid:idn+"))?;
     let hrn = match urn_to_hrn(urn) {
         Ok((hrn, _)) => hrn,
         Err(e) => return Some(Err(e)),
     };
     let uuid = cert.san_uris().iter().find_map(|u| {
-        let hex: String = u.strip_prefix("urn:uuid:")?.chars().filter(|c| *c != '-').collect();
+        let hex: String = u
+            .strip_prefix("urn:uuid:")?
+            .chars()
+            .filter(|c| *c != '-')
+            .collect();
         u128::from_str_radix(&hex, 16).ok().map(|n| n.to_string())
     });
     Some(Ok((hrn, uuid)))
@@ -201,7 +235,7 @@ pub(crate) trait Chained: Sized {
 /// Builds an object chain from certificates (child first), innermost parent first.
 pub(crate) fn chain_from<T>(
     certs: Vec<Certificate>,
-    make: impl Fn(Certificate, Option<Box<T>>) -> Result<T, TrustError>,
+    mut make: impl FnMut(Certificate, Option<Box<T>>) -> Result<T, TrustError>,
 ) -> Result<T, TrustError> {
     let mut parent: Option<Box<T>> = None;
     let mut certs = certs;
@@ -216,7 +250,11 @@ pub(crate) fn chain_from<T>(
 }
 
 pub(crate) fn chain_string<T: Chained>(obj: &T, form: ChainForm) -> Result<String, TrustError> {
-    let pems = obj.links().iter().map(|l| l.cert().to_pem()).collect::<Result<Vec<_>, _>>()?;
+    let pems = obj
+        .links()
+        .iter()
+        .map(|l| l.cert().to_pem())
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(join_chain(&pems, form))
 }
 
@@ -226,14 +264,23 @@ pub(crate) fn payload_struct(payload: &str, what: &str) -> Result<Struct, TrustE
         .map_err(|e| TrustError::decode(what, format!("subjectAltName payload: {e}")))?;
     match params.into_iter().next() {
         Some(Value::Struct(s)) => Ok(s),
-        Some(v) => Err(TrustError::decode(what, format!("payload is a {}, not a struct", v.type_name()))),
+        Some(v) => Err(TrustError::decode(
+            what,
+            format!("payload is a {}, not a struct", v.type_name()),
+        )),
         None => Err(TrustError::decode(what, "payload has no parameter")),
     }
 }
 
-pub(crate) fn encode_payload(fields: &Struct, allow_none: bool, what: &str) -> Result<String, TrustError> {
-    dumps_params(&[Value::Struct(fields.clone())], allow_none)
-        .map_err(|e| TrustError::Encode { what: what.to_owned(), reason: e.to_string() })
+pub(crate) fn encode_payload(
+    fields: &Struct,
+    allow_none: bool,
+    what: &str,
+) -> Result<String, TrustError> {
+    dumps_params(&[Value::Struct(fields.clone())], allow_none).map_err(|e| TrustError::Encode {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 pub(crate) fn read_text(path: &std::path::Path) -> Result<String, TrustError> {
@@ -254,14 +301,17 @@ impl ObjectKind {
     /// Credentials carry `privileges` or `lifeTime`, tickets `attributes` or `rspec`, GIDs an
     /// `hrn` (or the later SFA URNs).
     pub fn detect(text: &str) -> Result<Self, TrustError> {
-        let certs = split_chain(text, "object")?;
+        let certs = split_chain(text, "object", &mut Memo::default())?;
         let Some(leaf) = certs.first() else {
             return Err(TrustError::decode("object", "no certificate"));
         };
         let Some(payload) = leaf.xmlrpc_payload() else {
             return match sfa_names(leaf) {
                 Some(_) => Ok(Self::Gid),
-                None => Err(TrustError::decode(leaf.subject(), "no Geniwrapper payload in subjectAltName")),
+                None => Err(TrustError::decode(
+                    leaf.subject(),
+                    "no Geniwrapper payload in subjectAltName",
+                )),
             };
         };
         let fields = payload_struct(payload, leaf.subject())?;
@@ -272,7 +322,10 @@ impl ObjectKind {
         } else if fields.contains("hrn") || fields.contains("urn") {
             Ok(Self::Gid)
         } else {
-            Err(TrustError::decode(leaf.subject(), "payload is not a GID, credential or ticket"))
+            Err(TrustError::decode(
+                leaf.subject(),
+                "payload is not a GID, credential or ticket",
+            ))
         }
     }
 }

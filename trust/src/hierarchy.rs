@@ -51,7 +51,11 @@ pub struct AuthorityInfo {
 impl Hierarchy {
     /// The tree rooted at `base` (the `authorities` directory itself), writing modern objects.
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        Self { base: base.into(), mode: CertMode::Modern, clock: Arc::new(SystemClock) }
+        Self {
+            base: base.into(),
+            mode: CertMode::Modern,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Writes new objects in `mode`. In 2008 mode new authority keys are 1024-bit, as 2008's were.
@@ -104,17 +108,26 @@ impl Hierarchy {
 
     /// Creates authority `hrn`: a new key, a GID signed by its parent (self-signed for a
     /// top-level name) and a dbinfo. The parent must exist unless `create_parents`.
-    pub fn create_authority(&self, hrn: &Hrn, create_parents: bool) -> Result<AuthorityInfo, TrustError> {
+    pub fn create_authority(
+        &self,
+        hrn: &Hrn,
+        create_parents: bool,
+    ) -> Result<AuthorityInfo, TrustError> {
         if self.exists(hrn) {
-            return Err(TrustError::AuthorityExists { hrn: hrn.to_string() });
+            return Err(TrustError::AuthorityExists {
+                hrn: hrn.to_string(),
+            });
         }
-        if let Some(parent) = hrn.authority() {
-            if !self.exists(&parent) {
-                if !create_parents {
-                    return Err(TrustError::MissingAuthority { hrn: parent.to_string(), dir: self.base.clone() });
-                }
-                self.create_authority(&parent, true)?;
+        if let Some(parent) = hrn.authority()
+            && !self.exists(&parent)
+        {
+            if !create_parents {
+                return Err(TrustError::MissingAuthority {
+                    hrn: parent.to_string(),
+                    dir: self.base.clone(),
+                });
             }
+            self.create_authority(&parent, true)?;
         }
         let (dir, gid_path, pkey_path, dbinfo_path) = self.paths(hrn);
         fs::create_dir_all(&dir).map_err(|e| TrustError::io(&dir, e))?;
@@ -122,32 +135,62 @@ impl Hierarchy {
         let uuid = new_uuid()?;
         let validity = self.validity(AUTHORITY_LIFETIME);
         let gid = match hrn.authority() {
-            None => Gid::create(hrn, &uuid, &key.public_key(), hrn.as_str(), &key, None, validity, self.mode)?,
+            None => Gid::create(
+                hrn,
+                &uuid,
+                &key.public_key(),
+                hrn.as_str(),
+                &key,
+                None,
+                validity,
+                self.mode,
+            )?,
             Some(_) => self.create_gid(hrn, Some(&uuid), &key.public_key())?,
         };
         // Key first: a GID on disk without its key would make the authority look half there.
         key.save(&pkey_path)?;
-        write_public(&gid_path, gid.to_chain_string(ChainForm::Separator)?.as_bytes())?;
+        write_public(
+            &gid_path,
+            gid.to_chain_string(ChainForm::Separator)?.as_bytes(),
+        )?;
         let dbinfo = format!("{{'hrn': '{hrn}'}}");
         write_public(&dbinfo_path, dbinfo.as_bytes())?;
-        Ok(AuthorityInfo { hrn: hrn.clone(), gid, key, dbinfo })
+        Ok(AuthorityInfo {
+            hrn: hrn.clone(),
+            gid,
+            key,
+            dbinfo,
+        })
     }
 
     /// Loads authority `hrn` (2008 `get_auth_info`).
     pub fn authority(&self, hrn: &Hrn) -> Result<AuthorityInfo, TrustError> {
         if !self.exists(hrn) {
-            return Err(TrustError::MissingAuthority { hrn: hrn.to_string(), dir: self.base.clone() });
+            return Err(TrustError::MissingAuthority {
+                hrn: hrn.to_string(),
+                dir: self.base.clone(),
+            });
         }
         let (_, gid_path, pkey_path, dbinfo_path) = self.paths(hrn);
         let gid = Gid::load(&gid_path)?;
         let key = Keypair::load(&pkey_path)?;
         let dbinfo = read_text(&dbinfo_path)?;
-        Ok(AuthorityInfo { hrn: hrn.clone(), gid, key, dbinfo })
+        Ok(AuthorityInfo {
+            hrn: hrn.clone(),
+            gid,
+            key,
+            dbinfo,
+        })
     }
 
     /// A GID for `hrn` and `key`, signed by `hrn`'s authority, with the authority's chain as
     /// parent. A random uuid is drawn when none is given.
-    pub fn create_gid(&self, hrn: &Hrn, uuid: Option<&str>, key: &PublicKey) -> Result<Gid, TrustError> {
+    pub fn create_gid(
+        &self,
+        hrn: &Hrn,
+        uuid: Option<&str>,
+        key: &PublicKey,
+    ) -> Result<Gid, TrustError> {
         let auth_hrn = self.authority_of(hrn)?;
         let auth = self.authority(&auth_hrn)?;
         let uuid = match uuid {
@@ -155,7 +198,16 @@ impl Hierarchy {
             None => new_uuid()?,
         };
         let validity = self.validity(GID_LIFETIME);
-        Gid::create(hrn, &uuid, key, auth_hrn.as_str(), &auth.key, Some(auth.gid), validity, self.mode)
+        Gid::create(
+            hrn,
+            &uuid,
+            key,
+            auth_hrn.as_str(),
+            &auth.key,
+            Some(auth.gid),
+            validity,
+            self.mode,
+        )
     }
 
     /// The authority credential of `hrn` (2008 `get_auth_cred`): caller = object = its GID,
@@ -165,17 +217,42 @@ impl Hierarchy {
         self.authority_credential_at(hrn, self.validity(AUTHORITY_LIFETIME))
     }
 
-    fn authority_credential_at(&self, hrn: &Hrn, validity: Validity) -> Result<Credential, TrustError> {
+    fn authority_credential_at(
+        &self,
+        hrn: &Hrn,
+        validity: Validity,
+    ) -> Result<Credential, TrustError> {
         let auth = self.authority(hrn)?;
         let rights = RightList::new(vec![Right::Authority]);
-        let fields = CredentialFields { caller: &auth.gid, object: &auth.gid, privileges: &rights, delegate: true };
+        let fields = CredentialFields {
+            caller: &auth.gid,
+            object: &auth.gid,
+            privileges: &rights,
+            delegate: true,
+        };
         let key = auth.gid.public_key().clone();
         match hrn.authority() {
-            None => Credential::create(&fields, &key, hrn.as_str(), &auth.key, None, validity, self.mode),
+            None => Credential::create(
+                &fields,
+                &key,
+                hrn.as_str(),
+                &auth.key,
+                None,
+                validity,
+                self.mode,
+            ),
             Some(parent_hrn) => {
                 let parent = self.authority(&parent_hrn)?;
                 let parent_cred = self.authority_credential_at(&parent_hrn, validity)?;
-                Credential::create(&fields, &key, parent_hrn.as_str(), &parent.key, Some(parent_cred), validity, self.mode)
+                Credential::create(
+                    &fields,
+                    &key,
+                    parent_hrn.as_str(),
+                    &parent.key,
+                    Some(parent_cred),
+                    validity,
+                    self.mode,
+                )
             }
         }
     }
@@ -200,14 +277,30 @@ impl Hierarchy {
         };
         let key = auth.gid.public_key().clone();
         match hrn.authority() {
-            None => Ticket::create(&fields, &key, hrn.as_str(), &auth.key, None, validity, self.mode),
+            None => Ticket::create(
+                &fields,
+                &key,
+                hrn.as_str(),
+                &auth.key,
+                None,
+                validity,
+                self.mode,
+            ),
             Some(parent_hrn) => {
                 let parent = self.authority(&parent_hrn)?;
                 // 2008 put the parent's authority credential here; it is re-read as a ticket.
                 let parent_cred = self.authority_credential_at(&parent_hrn, validity)?;
                 let text = parent_cred.to_chain_string(ChainForm::Separator)?;
                 let parent_ticket = Ticket::parse(&text)?;
-                Ticket::create(&fields, &key, parent_hrn.as_str(), &parent.key, Some(parent_ticket), validity, self.mode)
+                Ticket::create(
+                    &fields,
+                    &key,
+                    parent_hrn.as_str(),
+                    &parent.key,
+                    Some(parent_ticket),
+                    validity,
+                    self.mode,
+                )
             }
         }
     }
@@ -229,9 +322,25 @@ impl Hierarchy {
         let now = self.clock.now();
         let validity = self.validity(lifetime_secs);
         // The authority credentials above get the longer authority lifetime but the same start.
-        let parent = self.authority_credential_at(&auth_hrn, Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)))?;
-        let fields = CredentialFields { caller, object, privileges: rights, delegate };
-        Credential::create(&fields, object.public_key(), auth_hrn.as_str(), &auth.key, Some(parent), validity, self.mode)
+        let parent = self.authority_credential_at(
+            &auth_hrn,
+            Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)),
+        )?;
+        let fields = CredentialFields {
+            caller,
+            object,
+            privileges: rights,
+            delegate,
+        };
+        Credential::create(
+            &fields,
+            object.public_key(),
+            auth_hrn.as_str(),
+            &auth.key,
+            Some(parent),
+            validity,
+            self.mode,
+        )
     }
 
     /// A ticket for `caller` on `slice` (2008 `get_ticket`): subject = slice hrn, issued and
@@ -251,13 +360,31 @@ impl Hierarchy {
         let auth = self.authority(&auth_hrn)?;
         let now = self.clock.now();
         let validity = self.validity(lifetime_secs);
-        let parent = self.authority_ticket_at(&auth_hrn, Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)))?;
+        let parent = self.authority_ticket_at(
+            &auth_hrn,
+            Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)),
+        )?;
         let (attributes, rspec) = match self.mode {
             CertMode::Compat2008 => (py2_ordered(attributes), py2_ordered(rspec)),
             CertMode::Modern => (attributes.clone(), rspec.clone()),
         };
-        let fields = TicketFields { caller, object: slice, attributes: &attributes, rspec: &rspec, delegate: false, target };
-        Ticket::create(&fields, slice.public_key(), auth_hrn.as_str(), &auth.key, Some(parent), validity, self.mode)
+        let fields = TicketFields {
+            caller,
+            object: slice,
+            attributes: &attributes,
+            rspec: &rspec,
+            delegate: false,
+            target,
+        };
+        Ticket::create(
+            &fields,
+            slice.public_key(),
+            auth_hrn.as_str(),
+            &auth.key,
+            Some(parent),
+            validity,
+            self.mode,
+        )
     }
 
     fn authority_of(&self, hrn: &Hrn) -> Result<Hrn, TrustError> {
@@ -292,7 +419,12 @@ pub fn delegate_credential(
         what: format!("credential {}", parent.subject()),
         reason: "the parent credential has no object".into(),
     })?;
-    let fields = CredentialFields { caller: new_caller, object, privileges: rights, delegate };
+    let fields = CredentialFields {
+        caller: new_caller,
+        object,
+        privileges: rights,
+        delegate,
+    };
     // The child's own key is the new holder's, so that it alone can delegate further.
     Credential::create(
         &fields,

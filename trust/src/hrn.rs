@@ -29,7 +29,10 @@ pub enum RecordType {
 
 impl Hrn {
     pub fn parse(s: &str) -> Result<Self, TrustError> {
-        let bad = |reason| TrustError::InvalidHrn { hrn: s.to_owned(), reason };
+        let bad = |reason| TrustError::InvalidHrn {
+            hrn: s.to_owned(),
+            reason,
+        };
         if s.is_empty() {
             return Err(bad("empty"));
         }
@@ -212,14 +215,23 @@ pub fn hrn_to_urn(hrn: &Hrn, kind: RecordType) -> String {
     match kind {
         RecordType::Ma | RecordType::Sa => {
             let labels: Vec<String> = hrn.labels().map(unescape).collect();
-            format!("urn:publicid:IDN+{}+authority+{}", labels.join(":"), kind.as_str())
+            format!(
+                "urn:publicid:IDN+{}+authority+{}",
+                labels.join(":"),
+                kind.as_str()
+            )
         }
         _ => {
             let auth: Vec<String> = match hrn.authority() {
                 Some(a) => a.labels().map(unescape).collect(),
                 None => Vec::new(),
             };
-            format!("urn:publicid:IDN+{}+{}+{}", auth.join(":"), kind.urn_type(), unescape(hrn.leaf()))
+            format!(
+                "urn:publicid:IDN+{}+{}+{}",
+                auth.join(":"),
+                kind.urn_type(),
+                unescape(hrn.leaf())
+            )
         }
     }
 }
@@ -227,7 +239,10 @@ pub fn hrn_to_urn(hrn: &Hrn, kind: RecordType) -> String {
 /// The hrn and type word of an SFA URN. `…+authority+sa` names the authority itself; other
 /// authority sub-types keep their name as the leaf, as SFA's `Xrn` does.
 pub fn urn_to_hrn(urn: &str) -> Result<(Hrn, String), TrustError> {
-    let bad = |reason| TrustError::InvalidUrn { urn: urn.to_owned(), reason };
+    let bad = |reason| TrustError::InvalidUrn {
+        urn: urn.to_owned(),
+        reason,
+    };
     let body = urn
         .strip_prefix("urn:publicid:IDN+")
         .or_else(|| urn.strip_prefix("URN:PUBLICID:IDN+"))
@@ -283,25 +298,45 @@ mod tests {
 
     #[test]
     fn slice_and_login_names() {
-        assert_eq!(hrn_to_pl_slicename(&h("planetlab.us.princeton.testcw")).unwrap(), "princeton_testcw");
+        assert_eq!(
+            hrn_to_pl_slicename(&h("planetlab.us.princeton.testcw")).unwrap(),
+            "princeton_testcw"
+        );
         assert!(hrn_to_pl_slicename(&h("planetlab")).is_err());
         assert_eq!(hrn_to_pl_login_base(&h("planetlab.us.pl")), "pl");
     }
 
     #[test]
     fn urns_follow_sfa_xrn() {
-        assert_eq!(hrn_to_urn(&h("plc.princeton.tmack"), RecordType::User), "urn:publicid:IDN+plc:princeton+user+tmack");
-        assert_eq!(hrn_to_urn(&h("plc.princeton"), RecordType::Sa), "urn:publicid:IDN+plc:princeton+authority+sa");
+        assert_eq!(
+            hrn_to_urn(&h("plc.princeton.tmack"), RecordType::User),
+            "urn:publicid:IDN+plc:princeton+user+tmack"
+        );
+        assert_eq!(
+            hrn_to_urn(&h("plc.princeton"), RecordType::Sa),
+            "urn:publicid:IDN+plc:princeton+authority+sa"
+        );
         assert_eq!(
             hrn_to_urn(&h("emulab\\.net.myslice.jktest"), RecordType::Slice),
             "urn:publicid:IDN+emulab.net:myslice+slice+jktest"
         );
         let (hrn, kind) = urn_to_hrn("urn:publicid:IDN+emulab.net:myslice+slice+jktest").unwrap();
-        assert_eq!((hrn.as_str(), kind.as_str()), ("emulab\\.net.myslice.jktest", "slice"));
+        assert_eq!(
+            (hrn.as_str(), kind.as_str()),
+            ("emulab\\.net.myslice.jktest", "slice")
+        );
         assert_eq!(hrn.authority().unwrap().as_str(), "emulab\\.net.myslice");
         let (hrn, kind) = urn_to_hrn("urn:publicid:IDN+plc:princeton+authority+sa").unwrap();
-        assert_eq!((hrn.as_str(), kind.as_str()), ("plc.princeton", "authority+sa"));
-        for bad in ["urn:x", "urn:publicid:IDN+a+b", "urn:publicid:IDN++user+x", "urn:publicid:IDN+a+user+b c"] {
+        assert_eq!(
+            (hrn.as_str(), kind.as_str()),
+            ("plc.princeton", "authority+sa")
+        );
+        for bad in [
+            "urn:x",
+            "urn:publicid:IDN+a+b",
+            "urn:publicid:IDN++user+x",
+            "urn:publicid:IDN+a+user+b c",
+        ] {
             assert!(urn_to_hrn(bad).is_err(), "{bad}");
         }
     }

@@ -45,7 +45,9 @@ impl Keypair {
     }
 
     fn from_pkey(key: PKey<Private>) -> Result<Self, TrustError> {
-        let der = key.public_key_to_der().map_err(crypto("encoding a public key"))?;
+        let der = key
+            .public_key_to_der()
+            .map_err(crypto("encoding a public key"))?;
         let public = PublicKey::from_der(&der)?;
         Ok(Self { key, public })
     }
@@ -66,7 +68,10 @@ impl Keypair {
         let meta = fs::metadata(path).map_err(|e| TrustError::io(path, e))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(TrustError::KeyPermissions { path: path.to_owned(), mode });
+            return Err(TrustError::KeyPermissions {
+                path: path.to_owned(),
+                mode,
+            });
         }
         let pem = fs::read(path).map_err(|e| TrustError::io(path, e))?;
         Self::from_pem(&pem).map_err(|e| match e {
@@ -80,7 +85,8 @@ impl Keypair {
     /// Traditional PKCS#1 PEM (`-----BEGIN RSA PRIVATE KEY-----`), as 2008 wrote.
     pub fn to_pem(&self) -> Result<Vec<u8>, TrustError> {
         let rsa = self.key.rsa().map_err(crypto("encoding a private key"))?;
-        rsa.private_key_to_pem().map_err(crypto("encoding a private key"))
+        rsa.private_key_to_pem()
+            .map_err(crypto("encoding a private key"))
     }
 
     /// Writes the key to a new file created with mode 0600 (never widened, even briefly), and
@@ -106,7 +112,9 @@ impl Keypair {
 impl fmt::Debug for Keypair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("Keypair").field("bits", &self.bits()).finish_non_exhaustive()
+        f.debug_struct("Keypair")
+            .field("bits", &self.bits())
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,8 +133,14 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), TrustError> 
 
 /// Writes a non-secret file durably: temp file, fsync, rename, fsync of the directory.
 pub(crate) fn write_public(path: &Path, data: &[u8]) -> Result<(), TrustError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -147,8 +161,13 @@ pub(crate) fn write_public(path: &Path, data: &[u8]) -> Result<(), TrustError> {
 }
 
 fn sync_parent(path: &Path) -> Result<(), TrustError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| TrustError::io(dir, e))
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| TrustError::io(dir, e))
 }
 
 /// The most specific line of an OpenSSL error stack, for messages a person reads.
@@ -166,7 +185,14 @@ impl PublicKey {
     pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
         let key = PKey::public_key_from_der(der)
             .map_err(|e| TrustError::decode("public key", first_reason(&e)))?;
-        Ok(Self { key, spki: der.to_vec() })
+        Ok(Self {
+            key,
+            spki: der.to_vec(),
+        })
+    }
+
+    pub(crate) fn from_parts(key: PKey<Public>, spki: Vec<u8>) -> Self {
+        Self { key, spki }
     }
 
     /// Reads `-----BEGIN PUBLIC KEY-----` (SPKI) PEM, or a private key PEM whose public half is
@@ -174,7 +200,9 @@ impl PublicKey {
     pub fn from_pem(pem: &[u8]) -> Result<Self, TrustError> {
         match PKey::public_key_from_pem(pem) {
             Ok(key) => {
-                let spki = key.public_key_to_der().map_err(crypto("encoding a public key"))?;
+                let spki = key
+                    .public_key_to_der()
+                    .map_err(crypto("encoding a public key"))?;
                 Ok(Self { key, spki })
             }
             Err(e) => match Keypair::from_pem(pem) {
@@ -195,7 +223,9 @@ impl PublicKey {
     }
 
     pub fn to_pem(&self) -> Result<Vec<u8>, TrustError> {
-        self.key.public_key_to_pem().map_err(crypto("encoding a public key"))
+        self.key
+            .public_key_to_pem()
+            .map_err(crypto("encoding a public key"))
     }
 
     /// The SubjectPublicKeyInfo DER: the identity of the key.
@@ -222,7 +252,9 @@ impl Eq for PublicKey {}
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublicKey").field("bits", &self.bits()).finish_non_exhaustive()
+        f.debug_struct("PublicKey")
+            .field("bits", &self.bits())
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,15 +268,25 @@ mod tests {
         let path = dir.path().join("k.pkey");
         let key = Keypair::generate(1024).unwrap();
         key.save(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let back = Keypair::load(&path).unwrap();
         assert_eq!(back.public_key(), key.public_key());
-        assert!(String::from_utf8(back.to_pem().unwrap()).unwrap().starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert!(
+            String::from_utf8(back.to_pem().unwrap())
+                .unwrap()
+                .starts_with("-----BEGIN RSA PRIVATE KEY-----")
+        );
         assert!(key.save(&path).is_err(), "must not overwrite");
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = Keypair::load(&path).unwrap_err();
-        assert!(matches!(err, TrustError::KeyPermissions { mode: 0o644, .. }));
+        assert!(matches!(
+            err,
+            TrustError::KeyPermissions { mode: 0o644, .. }
+        ));
         assert!(err.to_string().contains("chmod 600"));
     }
 
@@ -252,11 +294,17 @@ mod tests {
     fn pkcs8_and_public_pem_are_read() {
         let key = Keypair::generate(1024).unwrap();
         let pkcs8 = key.pkey().private_key_to_pem_pkcs8().unwrap();
-        assert_eq!(Keypair::from_pem(&pkcs8).unwrap().public_key(), key.public_key());
+        assert_eq!(
+            Keypair::from_pem(&pkcs8).unwrap().public_key(),
+            key.public_key()
+        );
         let spki = key.public_key().to_pem().unwrap();
         assert!(String::from_utf8_lossy(&spki).starts_with("-----BEGIN PUBLIC KEY-----"));
         assert_eq!(PublicKey::from_pem(&spki).unwrap(), key.public_key());
-        assert_eq!(PublicKey::from_pem(&key.to_pem().unwrap()).unwrap(), key.public_key());
+        assert_eq!(
+            PublicKey::from_pem(&key.to_pem().unwrap()).unwrap(),
+            key.public_key()
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ fn probe(table: &[Option<usize>], hash: i64) -> usize {
     #[allow(clippy::cast_possible_truncation)]
     let mut slot = (i as usize) & mask;
     while table[slot].is_some() {
-        i = (i << 2).wrapping_add(i).wrapping_add(perturb).wrapping_add(1);
+        i = (i << 2)
+            .wrapping_add(i)
+            .wrapping_add(perturb)
+            .wrapping_add(1);
         #[allow(clippy::cast_possible_truncation)]
         {
             slot = (i as usize) & mask;
@@ -85,8 +88,20 @@ mod tests {
         // order of the dict literals in gid.py, credential.py and geniticket.py.
         assert_eq!(ordered(&["uuid", "hrn"]), ["hrn", "uuid"]);
         assert_eq!(
-            ordered(&["gidCaller", "gidObject", "lifeTime", "privileges", "delegate"]),
-            ["gidObject", "privileges", "gidCaller", "delegate", "lifeTime"]
+            ordered(&[
+                "gidCaller",
+                "gidObject",
+                "lifeTime",
+                "privileges",
+                "delegate"
+            ]),
+            [
+                "gidObject",
+                "privileges",
+                "gidCaller",
+                "delegate",
+                "lifeTime"
+            ]
         );
         assert_eq!(
             ordered(&["gidCaller", "gidObject", "attributes", "rspec", "delegate"]),

@@ -55,13 +55,15 @@ impl Right {
         match self {
             Self::Authority | Self::Ma | Self::Sa => Ops::All,
             Self::Bind => Ops::Some(&["getticket", "loanresources"]),
-            Self::Control => {
-                Ops::Some(&["updateslice", "stopslice", "startslice", "deleteslice", "resetslice"])
-            }
+            Self::Control => Ops::Some(&[
+                "updateslice",
+                "stopslice",
+                "startslice",
+                "deleteslice",
+                "resetslice",
+            ]),
             Self::Embed => Ops::Some(&["getticket", "createslice", "deleteslice", "updateslice"]),
-            Self::Info => {
-                Ops::Some(&["listslices", "listcomponentresources", "getsliceresources"])
-            }
+            Self::Info => Ops::Some(&["listslices", "listcomponentresources", "getsliceresources"]),
             Self::Refresh => Ops::Some(&["remove", "update"]),
             Self::Resolve => Ops::Some(&["resolve", "list", "getcredential"]),
         }
@@ -156,7 +158,10 @@ impl RightList {
 
     /// Whether every right of `child` is covered by some right here.
     pub fn is_superset(&self, child: &Self) -> bool {
-        child.0.iter().all(|c| self.0.iter().any(|p| p.is_superset(*c)))
+        child
+            .0
+            .iter()
+            .all(|c| self.0.iter().any(|p| p.is_superset(*c)))
     }
 }
 
@@ -166,7 +171,10 @@ impl FromStr for RightList {
         if s.trim().is_empty() {
             return Ok(Self::default());
         }
-        s.split(',').map(Right::from_str).collect::<Result<_, _>>().map(Self)
+        s.split(',')
+            .map(Right::from_str)
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }
 
@@ -222,9 +230,18 @@ mod tests {
 
     #[test]
     fn default_rights_by_type() {
-        assert_eq!(RightList::for_record_type(RecordType::User).to_string(), "refresh,resolve,info");
-        assert_eq!(RightList::for_record_type(RecordType::Sa).to_string(), "authority");
-        assert_eq!(RightList::for_record_type(RecordType::Slice).to_string(), "embed,bind,control,info");
+        assert_eq!(
+            RightList::for_record_type(RecordType::User).to_string(),
+            "refresh,resolve,info"
+        );
+        assert_eq!(
+            RightList::for_record_type(RecordType::Sa).to_string(),
+            "authority"
+        );
+        assert_eq!(
+            RightList::for_record_type(RecordType::Slice).to_string(),
+            "embed,bind,control,info"
+        );
         assert_eq!(RightList::for_record_type(RecordType::Node).to_string(), "");
     }
 }

@@ -28,7 +28,10 @@ impl TrustedRoots {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| {
-                matches!(p.extension().and_then(|e| e.to_str()), Some("gid" | "cert" | "pem"))
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("gid" | "cert" | "pem")
+                )
             })
             .collect();
         paths.sort();
@@ -47,7 +50,10 @@ impl TrustedRoots {
             }
         }
         if roots.is_empty() {
-            return Err(TrustError::NoTrustedRoots { dir: dir.to_owned(), skipped: skipped.len() });
+            return Err(TrustError::NoTrustedRoots {
+                dir: dir.to_owned(),
+                skipped: skipped.len(),
+            });
         }
         let mut set = Self::from_gids(roots)?;
         set.skipped = skipped;
@@ -57,14 +63,24 @@ impl TrustedRoots {
     /// Trusts exactly these GIDs (their parents, if any, are dropped).
     pub fn from_gids(gids: Vec<Gid>) -> Result<Self, TrustError> {
         if gids.is_empty() {
-            return Err(TrustError::NoTrustedRoots { dir: PathBuf::new(), skipped: 0 });
+            return Err(TrustError::NoTrustedRoots {
+                dir: PathBuf::new(),
+                skipped: 0,
+            });
         }
         let roots: Vec<Gid> = gids.iter().map(Gid::without_parents).collect();
         let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in roots.iter().enumerate() {
-            by_subject.entry(r.certificate().subject().to_owned()).or_default().push(i);
+            by_subject
+                .entry(r.certificate().subject().to_owned())
+                .or_default()
+                .push(i);
         }
-        Ok(Self { roots, by_subject, skipped: Vec::new() })
+        Ok(Self {
+            roots,
+            by_subject,
+            skipped: Vec::new(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -91,11 +107,15 @@ impl TrustedRoots {
 
     /// The root whose key signed `cert`. Only roots whose subject is `cert`'s issuer are tried,
     /// so a miss costs no RSA operation and a hit costs one.
-    pub(crate) fn signer_of(&self, cert: &Certificate) -> Option<&Gid> {
+    pub(crate) fn signer_index(&self, cert: &Certificate) -> Option<usize> {
         self.by_subject
             .get(cert.issuer())?
             .iter()
-            .filter_map(|&i| self.roots.get(i))
-            .find(|root| cert.is_signed_by(root.public_key()))
+            .copied()
+            .find(|&i| {
+                self.roots
+                    .get(i)
+                    .is_some_and(|root| cert.is_signed_by(root.public_key()))
+            })
     }
 }

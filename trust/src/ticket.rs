@@ -9,7 +9,7 @@
 
 use geni_xmlrpc::{Struct, Value};
 
-use crate::cert::{CertSpec, Certificate, ChainForm, split_chain};
+use crate::cert::{CertSpec, Certificate, ChainForm, Memo, split_chain};
 use crate::credential::{embedded_gid, flag};
 use crate::gid::{Chained, chain_from, chain_string, encode_payload, payload_struct, read_text};
 use crate::py2dict;
@@ -25,7 +25,7 @@ pub struct Ticket {
     rspec: Struct,
     delegate: bool,
     target: Option<Hrn>,
-    parent: Option<Box<Ticket>>,
+    parent: Option<Box<Self>>,
 }
 
 /// The fields of a ticket to be issued.
@@ -41,17 +41,23 @@ pub(crate) struct TicketFields<'a> {
 
 impl Ticket {
     pub fn parse(text: &str) -> Result<Self, TrustError> {
-        let certs = split_chain(text, "ticket")?;
-        chain_from(certs, Self::from_cert)
+        let mut memo = Memo::default();
+        let certs = split_chain(text, "ticket", &mut memo)?;
+        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
         let text = read_text(path)?;
-        let certs = split_chain(&text, &format!("ticket {}", path.display()))?;
-        chain_from(certs, Self::from_cert)
+        let mut memo = Memo::default();
+        let certs = split_chain(&text, &format!("ticket {}", path.display()), &mut memo)?;
+        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
     }
 
-    fn from_cert(cert: Certificate, parent: Option<Box<Self>>) -> Result<Self, TrustError> {
+    fn from_cert(
+        cert: Certificate,
+        parent: Option<Box<Self>>,
+        memo: &mut Memo,
+    ) -> Result<Self, TrustError> {
         let what = format!("ticket {}", cert.subject());
         let payload = cert
             .xmlrpc_payload()
@@ -61,19 +67,25 @@ impl Ticket {
             match fields.get(name) {
                 None | Some(Value::Nil) => Ok(Struct::new()),
                 Some(Value::Struct(s)) => Ok(s.clone()),
-                Some(v) => Err(TrustError::decode(&what, format!("{name} is a {}", v.type_name()))),
+                Some(v) => Err(TrustError::decode(
+                    &what,
+                    format!("{name} is a {}", v.type_name()),
+                )),
             }
         };
         let target = match fields.get("target") {
             None | Some(Value::Nil) => None,
             Some(Value::String(s)) => Some(Hrn::parse(s)?),
             Some(v) => {
-                return Err(TrustError::decode(&what, format!("target is a {}", v.type_name())));
+                return Err(TrustError::decode(
+                    &what,
+                    format!("target is a {}", v.type_name()),
+                ));
             }
         };
         Ok(Self {
-            caller: embedded_gid(&fields, "gidCaller", &what)?,
-            object: embedded_gid(&fields, "gidObject", &what)?,
+            caller: embedded_gid(&fields, "gidCaller", &what, memo)?,
+            object: embedded_gid(&fields, "gidObject", &what, memo)?,
             attributes: dict("attributes")?,
             rspec: dict("rspec")?,
             delegate: flag(&fields, "delegate", &what)?,
@@ -99,7 +111,8 @@ impl Ticket {
         if mode == CertMode::Compat2008 && fields.target.is_some() {
             return Err(TrustError::Encode {
                 what: format!("ticket {subject}"),
-                reason: "the 2008 ticket shape cannot name a target node; use the modern form".into(),
+                reason: "the 2008 ticket shape cannot name a target node; use the modern form"
+                    .into(),
             });
         }
         let mut ticket = Self {

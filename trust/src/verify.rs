@@ -16,13 +16,15 @@
 //! costs one lookup and no RSA operation.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cert::{Certificate, DigestClass, fmt_unix};
+use crate::cert::{Certificate, DigestClass, WordHasher, fmt_unix};
 use crate::gid::Chained;
-use crate::{Credential, Gid, Hrn, MAX_CHAIN_LEN, RightList, Ticket, TrustError, TrustedRoots, VerifyError};
+use crate::{
+    Credential, Gid, Hrn, MAX_CHAIN_LEN, RightList, Ticket, TrustError, TrustedRoots, VerifyError,
+};
 
 /// What the verifier accepts beyond the fixed rules. Defaults deny what they can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,12 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { legacy_digests: false, min_rsa_bits: 1024, clock_skew_secs: 300, cache_capacity: 1024 }
+        Self {
+            legacy_digests: false,
+            min_rsa_bits: 1024,
+            clock_skew_secs: 300,
+            cache_capacity: 1024,
+        }
     }
 }
 
@@ -173,7 +180,10 @@ impl Verifier {
     /// Swaps in a new set of roots (a SIGHUP reload) and forgets every cached verdict.
     pub fn replace_roots(&self, roots: TrustedRoots) {
         *self.roots.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(roots);
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Parses and verifies a GID chain.
@@ -183,25 +193,48 @@ impl Verifier {
         }
         let gid = Gid::parse(text)?;
         let verified = self.verify_gid(&gid)?;
-        self.remember(Kind::Gid, text, Verdict::Gid(verified.clone()), verified.expires);
+        self.remember(
+            Kind::Gid,
+            text,
+            Verdict::Gid(verified.clone()),
+            verified.expires,
+        );
         Ok(verified)
     }
 
     /// Verifies a parsed GID chain.
     pub fn verify_gid(&self, gid: &Gid) -> Result<VerifiedGid, VerifyError> {
-        let roots = self.roots();
-        let now = self.clock.now();
-        let (root, expires) = self.verify_links(gid, &roots, now, gid.hrn(), |child, parent| {
-            if parent.hrn().is_authority_of(child.hrn()) {
-                Ok(())
-            } else {
-                Err(VerifyError::HrnNotUnderParent {
-                    subject: child.hrn().to_string(),
-                    parent: parent.hrn().to_string(),
-                })
-            }
-        })?;
-        Ok(VerifiedGid { gid: gid.clone(), root, expires })
+        self.verify_gid_in(
+            gid,
+            &self.roots(),
+            self.clock.now(),
+            &mut Checked::default(),
+        )
+    }
+
+    fn verify_gid_in(
+        &self,
+        gid: &Gid,
+        roots: &TrustedRoots,
+        now: i64,
+        checked: &mut Checked,
+    ) -> Result<VerifiedGid, VerifyError> {
+        let (root, expires) =
+            self.verify_links(gid, roots, now, gid.hrn(), checked, |child, parent| {
+                if parent.hrn().is_authority_of(child.hrn()) {
+                    Ok(())
+                } else {
+                    Err(VerifyError::HrnNotUnderParent {
+                        subject: child.hrn().to_string(),
+                        parent: parent.hrn().to_string(),
+                    })
+                }
+            })?;
+        Ok(VerifiedGid {
+            gid: gid.clone(),
+            root,
+            expires,
+        })
     }
 
     /// Parses and verifies a credential and its caller and object GIDs.
@@ -211,38 +244,55 @@ impl Verifier {
         }
         let cred = Credential::parse(text)?;
         let verified = self.verify_credential(&cred)?;
-        self.remember(Kind::Credential, text, Verdict::Credential(verified.clone()), verified.0.expires);
+        self.remember(
+            Kind::Credential,
+            text,
+            Verdict::Credential(verified.clone()),
+            verified.0.expires,
+        );
         Ok(verified)
     }
 
     /// Verifies a parsed credential: its own chain, then its caller's and object's GID chains.
     pub fn verify_credential(&self, cred: &Credential) -> Result<VerifiedCredential, VerifyError> {
         let subject = cred.subject().to_owned();
-        let caller = cred.caller().ok_or_else(|| VerifyError::MissingCallerGid { subject: subject.clone() })?;
-        let object = cred.object().ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.clone() })?;
+        let caller = cred.caller().ok_or_else(|| VerifyError::MissingCallerGid {
+            subject: subject.clone(),
+        })?;
+        let object = cred.object().ok_or_else(|| VerifyError::MissingObjectGid {
+            subject: subject.clone(),
+        })?;
         let roots = self.roots();
         let now = self.clock.now();
-        let (_, chain_expires) = self.verify_links(cred, &roots, now, object.hrn(), |child, parent| {
-            let child_subject = child.subject().to_owned();
-            if !parent.delegate() {
-                return Err(VerifyError::MissingDelegateBit {
-                    subject: child_subject,
-                    parent: parent.subject().to_owned(),
-                });
-            }
-            if !parent.privileges().is_superset(child.privileges()) {
-                return Err(VerifyError::RightsEscalation {
-                    subject: child_subject,
-                    rights: child.privileges().to_string(),
-                    parent: parent.subject().to_owned(),
-                    parent_rights: parent.privileges().to_string(),
-                });
-            }
-            outlives_check(child.certificate(), parent.certificate())?;
-            object_scope_check(&child_subject, child.object(), parent.object())
-        })?;
-        let caller = self.verify_gid(caller)?;
-        let object = self.verify_gid(object)?;
+        let mut checked = Checked::default();
+        let (_, chain_expires) = self.verify_links(
+            cred,
+            &roots,
+            now,
+            object.hrn(),
+            &mut checked,
+            |child, parent| {
+                let child_subject = child.subject().to_owned();
+                if !parent.delegate() {
+                    return Err(VerifyError::MissingDelegateBit {
+                        subject: child_subject,
+                        parent: parent.subject().to_owned(),
+                    });
+                }
+                if !parent.privileges().is_superset(child.privileges()) {
+                    return Err(VerifyError::RightsEscalation {
+                        subject: child_subject,
+                        rights: child.privileges().to_string(),
+                        parent: parent.subject().to_owned(),
+                        parent_rights: parent.privileges().to_string(),
+                    });
+                }
+                outlives_check(child.certificate(), parent.certificate())?;
+                object_scope_check(&child_subject, child.object(), parent.object())
+            },
+        )?;
+        let caller = self.verify_gid_in(caller, &roots, now, &mut checked)?;
+        let object = self.verify_gid_in(object, &roots, now, &mut checked)?;
         let expires = chain_expires.min(caller.expires).min(object.expires);
         Ok(VerifiedCredential(Arc::new(CredentialVerdict {
             subject,
@@ -256,13 +306,22 @@ impl Verifier {
 
     /// Parses and verifies a ticket; `node` is this node's hrn, checked against the ticket's
     /// target when it names one.
-    pub fn verify_ticket_str(&self, text: &str, node: Option<&Hrn>) -> Result<VerifiedTicket, TrustError> {
+    pub fn verify_ticket_str(
+        &self,
+        text: &str,
+        node: Option<&Hrn>,
+    ) -> Result<VerifiedTicket, TrustError> {
         let verified = match self.cached(Kind::Ticket, text) {
             Some(Verdict::Ticket(v)) => v,
             _ => {
                 let ticket = Ticket::parse(text)?;
                 let verified = self.verify_ticket_chain(&ticket)?;
-                self.remember(Kind::Ticket, text, Verdict::Ticket(verified.clone()), verified.0.expires);
+                self.remember(
+                    Kind::Ticket,
+                    text,
+                    Verdict::Ticket(verified.clone()),
+                    verified.0.expires,
+                );
                 verified
             }
         };
@@ -271,7 +330,11 @@ impl Verifier {
     }
 
     /// Verifies a parsed ticket (see [`Verifier::verify_ticket_str`]).
-    pub fn verify_ticket(&self, ticket: &Ticket, node: Option<&Hrn>) -> Result<VerifiedTicket, VerifyError> {
+    pub fn verify_ticket(
+        &self,
+        ticket: &Ticket,
+        node: Option<&Hrn>,
+    ) -> Result<VerifiedTicket, VerifyError> {
         let verified = self.verify_ticket_chain(ticket)?;
         target_check(ticket, node)?;
         Ok(verified)
@@ -279,24 +342,45 @@ impl Verifier {
 
     fn verify_ticket_chain(&self, ticket: &Ticket) -> Result<VerifiedTicket, VerifyError> {
         let subject = ticket.subject().to_owned();
-        let caller = ticket.caller().ok_or_else(|| VerifyError::MissingCallerGid { subject: subject.clone() })?;
-        let object = ticket.object().ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.clone() })?;
+        let caller = ticket
+            .caller()
+            .ok_or_else(|| VerifyError::MissingCallerGid {
+                subject: subject.clone(),
+            })?;
+        let object = ticket
+            .object()
+            .ok_or_else(|| VerifyError::MissingObjectGid {
+                subject: subject.clone(),
+            })?;
         let roots = self.roots();
         let now = self.clock.now();
-        let (_, chain_expires) = self.verify_links(ticket, &roots, now, object.hrn(), |child, parent| {
-            if !parent.delegate() {
-                return Err(VerifyError::MissingDelegateBit {
-                    subject: child.subject().to_owned(),
-                    parent: parent.subject().to_owned(),
-                });
-            }
-            outlives_check(child.certificate(), parent.certificate())?;
-            object_scope_check(child.subject(), child.object(), parent.object())
-        })?;
-        let caller = self.verify_gid(caller)?;
-        let object = self.verify_gid(object)?;
+        let mut checked = Checked::default();
+        let (_, chain_expires) = self.verify_links(
+            ticket,
+            &roots,
+            now,
+            object.hrn(),
+            &mut checked,
+            |child, parent| {
+                if !parent.delegate() {
+                    return Err(VerifyError::MissingDelegateBit {
+                        subject: child.subject().to_owned(),
+                        parent: parent.subject().to_owned(),
+                    });
+                }
+                outlives_check(child.certificate(), parent.certificate())?;
+                object_scope_check(child.subject(), child.object(), parent.object())
+            },
+        )?;
+        let caller = self.verify_gid_in(caller, &roots, now, &mut checked)?;
+        let object = self.verify_gid_in(object, &roots, now, &mut checked)?;
         let expires = chain_expires.min(caller.expires).min(object.expires);
-        Ok(VerifiedTicket(Arc::new(TicketVerdict { ticket: ticket.clone(), caller, object, expires })))
+        Ok(VerifiedTicket(Arc::new(TicketVerdict {
+            ticket: ticket.clone(),
+            caller,
+            object,
+            expires,
+        })))
     }
 
     /// The chain walk shared by every kind: from the leaf up, each certificate must pass the
@@ -310,6 +394,7 @@ impl Verifier {
         roots: &TrustedRoots,
         now: i64,
         leaf_hrn: &Hrn,
+        checked: &mut Checked,
         link: impl Fn(&T, &T) -> Result<(), VerifyError>,
     ) -> Result<(Hrn, i64), VerifyError> {
         let links = obj.links();
@@ -324,7 +409,7 @@ impl Verifier {
             let cert = child.cert();
             self.check_certificate(cert, now)?;
             expires = expires.min(cert.validity().not_after);
-            if let Some(root) = roots.signer_of(cert) {
+            if let Some(root) = checked.signer_of(roots, cert) {
                 let root_cert = root.certificate();
                 self.check_root(root_cert, now)?;
                 if !root.hrn().is_authority_or_self(leaf_hrn) {
@@ -333,10 +418,15 @@ impl Verifier {
                         hrn: leaf_hrn.to_string(),
                     });
                 }
-                return Ok((root.hrn().clone(), expires.min(root_cert.validity().not_after)));
+                return Ok((
+                    root.hrn().clone(),
+                    expires.min(root_cert.validity().not_after),
+                ));
             }
             let Some(parent) = links.get(i + 1) else {
-                return Err(VerifyError::UntrustedRoot { subject: cert.subject().to_owned() });
+                return Err(VerifyError::UntrustedRoot {
+                    subject: cert.subject().to_owned(),
+                });
             };
             let parent_cert = parent.cert();
             if cert.issuer() != parent_cert.subject() {
@@ -346,7 +436,7 @@ impl Verifier {
                     parent: parent_cert.subject().to_owned(),
                 });
             }
-            if !cert.is_signed_by(parent_cert.public_key()) {
+            if !checked.is_signed_by(cert, parent_cert) {
                 return Err(VerifyError::NotSignedByParent {
                     subject: cert.subject().to_owned(),
                     parent: parent_cert.subject().to_owned(),
@@ -355,7 +445,9 @@ impl Verifier {
             link(child, parent)?;
         }
         // `links` is never empty (it starts with `obj`), so the loop always returns.
-        Err(VerifyError::UntrustedRoot { subject: obj.cert().subject().to_owned() })
+        Err(VerifyError::UntrustedRoot {
+            subject: obj.cert().subject().to_owned(),
+        })
     }
 
     /// Digest, key size and dates of one certificate in a chain.
@@ -384,15 +476,25 @@ impl Verifier {
         let subject = || cert.subject().to_owned();
         let bits = cert.public_key().bits();
         if bits < self.policy.min_rsa_bits {
-            return Err(VerifyError::WeakKey { subject: subject(), bits, min: self.policy.min_rsa_bits });
+            return Err(VerifyError::WeakKey {
+                subject: subject(),
+                bits,
+                min: self.policy.min_rsa_bits,
+            });
         }
         let v = cert.validity();
         let skew = self.policy.clock_skew_secs;
         if now.saturating_add(skew) < v.not_before {
-            return Err(VerifyError::NotYetValid { subject: subject(), not_before: fmt_unix(v.not_before) });
+            return Err(VerifyError::NotYetValid {
+                subject: subject(),
+                not_before: fmt_unix(v.not_before),
+            });
         }
         if now.saturating_sub(skew) > v.not_after {
-            return Err(VerifyError::Expired { subject: subject(), not_after: fmt_unix(v.not_after) });
+            return Err(VerifyError::Expired {
+                subject: subject(),
+                not_after: fmt_unix(v.not_after),
+            });
         }
         Ok(())
     }
@@ -424,6 +526,39 @@ impl Verifier {
     }
 }
 
+/// Signature checks already made during one verification. A credential's caller and object GIDs
+/// share their authority links, and parsing shares the certificates themselves, so identity of
+/// the shared certificate is enough to skip a repeated RSA operation.
+#[derive(Debug, Default)]
+struct Checked {
+    signed: Vec<(usize, usize)>,
+    root_signed: Vec<(usize, Option<usize>)>,
+}
+
+impl Checked {
+    fn is_signed_by(&mut self, cert: &Certificate, parent: &Certificate) -> bool {
+        let key = (cert.identity(), parent.identity());
+        if self.signed.contains(&key) {
+            return true;
+        }
+        let ok = cert.is_signed_by(parent.public_key());
+        if ok {
+            self.signed.push(key);
+        }
+        ok
+    }
+
+    fn signer_of<'r>(&mut self, roots: &'r TrustedRoots, cert: &Certificate) -> Option<&'r Gid> {
+        let id = cert.identity();
+        if let Some((_, found)) = self.root_signed.iter().find(|(c, _)| *c == id) {
+            return found.and_then(|i| roots.gids().get(i));
+        }
+        let found = roots.signer_index(cert);
+        self.root_signed.push((id, found));
+        found.and_then(|i| roots.gids().get(i))
+    }
+}
+
 fn outlives_check(child: &Certificate, parent: &Certificate) -> Result<(), VerifyError> {
     let (c, p) = (child.validity().not_after, parent.validity().not_after);
     if c > p {
@@ -437,9 +572,17 @@ fn outlives_check(child: &Certificate, parent: &Certificate) -> Result<(), Verif
     Ok(())
 }
 
-fn object_scope_check(subject: &str, child: Option<&Gid>, parent: Option<&Gid>) -> Result<(), VerifyError> {
-    let child = child.ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.to_owned() })?;
-    let parent = parent.ok_or_else(|| VerifyError::MissingObjectGid { subject: subject.to_owned() })?;
+fn object_scope_check(
+    subject: &str,
+    child: Option<&Gid>,
+    parent: Option<&Gid>,
+) -> Result<(), VerifyError> {
+    let child = child.ok_or_else(|| VerifyError::MissingObjectGid {
+        subject: subject.to_owned(),
+    })?;
+    let parent = parent.ok_or_else(|| VerifyError::MissingObjectGid {
+        subject: subject.to_owned(),
+    })?;
     if parent.hrn().is_authority_or_self(child.hrn()) {
         Ok(())
     } else {
@@ -459,30 +602,6 @@ fn target_check(ticket: &Ticket, node: Option<&Hrn>) -> Result<(), VerifyError> 
             node: node.to_string(),
         }),
         _ => Ok(()),
-    }
-}
-
-/// A fast word-at-a-time hash for cache keys. Keys are compared in full on lookup, and only
-/// verified objects are ever inserted, so collision resistance is not needed here.
-#[derive(Debug, Default)]
-struct WordHasher(u64);
-
-impl Hasher for WordHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

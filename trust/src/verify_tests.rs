@@ -43,12 +43,27 @@ fn world() -> &'static World {
         h.create_authority(&hrn("planetlab.us.pl"), true).unwrap();
         h.create_authority(&hrn("planetlab.us.p"), false).unwrap();
         let alice_key = Keypair::generate(2048).unwrap();
-        let alice = h.create_gid(&hrn("planetlab.us.pl.alice"), None, &alice_key.public_key()).unwrap();
+        let alice = h
+            .create_gid(&hrn("planetlab.us.pl.alice"), None, &alice_key.public_key())
+            .unwrap();
         let bob_key = Keypair::generate(2048).unwrap();
-        let bob = h.create_gid(&hrn("planetlab.us.pl.bob"), None, &bob_key.public_key()).unwrap();
+        let bob = h
+            .create_gid(&hrn("planetlab.us.pl.bob"), None, &bob_key.public_key())
+            .unwrap();
         let slice_key = Keypair::generate(2048).unwrap();
-        let slice = h.create_gid(&hrn("planetlab.us.pl.s1"), None, &slice_key.public_key()).unwrap();
-        World { _dir: dir, h, alice_key, alice, bob, slice_key, slice, attacker: Keypair::generate(2048).unwrap() }
+        let slice = h
+            .create_gid(&hrn("planetlab.us.pl.s1"), None, &slice_key.public_key())
+            .unwrap();
+        World {
+            _dir: dir,
+            h,
+            alice_key,
+            alice,
+            bob,
+            slice_key,
+            slice,
+            attacker: Keypair::generate(2048).unwrap(),
+        }
     })
 }
 
@@ -76,7 +91,17 @@ fn auth(name: &str) -> crate::AuthorityInfo {
 /// A GID for `name` with issuer `issuer`, signed by `signer`, with `parent` as its chain.
 fn forged_gid(name: &str, issuer: &str, signer: &Keypair, parent: Gid, validity: Validity) -> Gid {
     let key = Keypair::generate(1024).unwrap().public_key();
-    Gid::create(&hrn(name), "42", &key, issuer, signer, Some(parent), validity, CertMode::Modern).unwrap()
+    Gid::create(
+        &hrn(name),
+        "42",
+        &key,
+        issuer,
+        signer,
+        Some(parent),
+        validity,
+        CertMode::Modern,
+    )
+    .unwrap()
 }
 
 fn year() -> Validity {
@@ -86,12 +111,16 @@ fn year() -> Validity {
 fn slice_cred(delegate: bool) -> Credential {
     let w = world();
     let rights = RightList::for_record_type(RecordType::Slice);
-    let mut c = w.h.issue_credential(&w.alice, &w.slice, &rights, delegate, 30 * DAY).unwrap();
+    let mut c =
+        w.h.issue_credential(&w.alice, &w.slice, &rights, delegate, 30 * DAY)
+            .unwrap();
     if delegate {
         // issue_credential honours the flag; keep the object for clarity in failures.
         assert!(c.delegate());
     } else {
-        c = w.h.issue_credential(&w.alice, &w.slice, &rights, false, 30 * DAY).unwrap();
+        c =
+            w.h.issue_credential(&w.alice, &w.slice, &rights, false, 30 * DAY)
+                .unwrap();
     }
     c
 }
@@ -105,7 +134,13 @@ fn verify_err(r: Result<impl std::fmt::Debug, VerifyError>) -> VerifyError {
 #[test]
 fn modern_objects_verify_under_default_and_legacy_policy() {
     let w = world();
-    let legacy = Verifier::new(roots(), Policy { legacy_digests: true, ..Policy::default() });
+    let legacy = Verifier::new(
+        roots(),
+        Policy {
+            legacy_digests: true,
+            ..Policy::default()
+        },
+    );
     for v in [verifier(), legacy] {
         let g = v.verify_gid(&w.alice).unwrap();
         assert_eq!(g.root().as_str(), "planetlab");
@@ -114,13 +149,34 @@ fn modern_objects_verify_under_default_and_legacy_policy() {
         assert_eq!(c.object().hrn().as_str(), "planetlab.us.pl.s1");
         assert!(c.can_perform("startslice") && !c.can_perform("reboot"));
         let attrs = Struct::new().with("name", "pl_s1");
-        let t = w.h.issue_ticket(&w.alice, &w.slice, &attrs, &Struct::new(), Some(&hrn("planetlab.us.pl.n1")), DAY).unwrap();
+        let t =
+            w.h.issue_ticket(
+                &w.alice,
+                &w.slice,
+                &attrs,
+                &Struct::new(),
+                Some(&hrn("planetlab.us.pl.n1")),
+                DAY,
+            )
+            .unwrap();
         let text = t.to_chain_string(ChainForm::Plain).unwrap();
-        let vt = v.verify_ticket_str(&text, Some(&hrn("planetlab.us.pl.n1"))).unwrap();
-        assert_eq!(vt.ticket().attributes().get("name").and_then(|x| x.as_str()), Some("pl_s1"));
+        let vt = v
+            .verify_ticket_str(&text, Some(&hrn("planetlab.us.pl.n1")))
+            .unwrap();
+        assert_eq!(
+            vt.ticket()
+                .attributes()
+                .get("name")
+                .and_then(|x| x.as_str()),
+            Some("pl_s1")
+        );
         let auth_cred = w.h.authority_credential(&hrn("planetlab.us.pl")).unwrap();
         v.verify_credential(&auth_cred).unwrap();
-        v.verify_ticket(&w.h.authority_ticket(&hrn("planetlab.us.pl")).unwrap(), None).unwrap();
+        v.verify_ticket(
+            &w.h.authority_ticket(&hrn("planetlab.us.pl")).unwrap(),
+            None,
+        )
+        .unwrap();
     }
 }
 
@@ -129,7 +185,16 @@ fn delegation_within_the_rules_verifies() {
     let w = world();
     let parent = slice_cred(true);
     let rights: RightList = "control,info".parse().unwrap();
-    let child = delegate_credential(&parent, &w.slice_key, &w.bob, &rights, false, Validity::from_now(now(), DAY), CertMode::Modern).unwrap();
+    let child = delegate_credential(
+        &parent,
+        &w.slice_key,
+        &w.bob,
+        &rights,
+        false,
+        Validity::from_now(now(), DAY),
+        CertMode::Modern,
+    )
+    .unwrap();
     let v = verifier().verify_credential(&child).unwrap();
     assert_eq!(v.caller().hrn().as_str(), "planetlab.us.pl.bob");
     assert_eq!(v.privileges().to_string(), "control,info");
@@ -140,16 +205,36 @@ fn delegation_within_the_rules_verifies() {
 #[test]
 fn bad_parent_signature_is_refused() {
     let pl = auth("planetlab.us.pl");
-    let g = forged_gid("planetlab.us.pl.eve", "planetlab.us.pl", &world().attacker, pl.gid, year());
+    let g = forged_gid(
+        "planetlab.us.pl.eve",
+        "planetlab.us.pl",
+        &world().attacker,
+        pl.gid,
+        year(),
+    );
     let e = verify_err(verifier().verify_gid(&g));
-    assert_eq!(e, VerifyError::NotSignedByParent { subject: "planetlab.us.pl.eve".into(), parent: "planetlab.us.pl".into() });
+    assert_eq!(
+        e,
+        VerifyError::NotSignedByParent {
+            subject: "planetlab.us.pl.eve".into(),
+            parent: "planetlab.us.pl".into()
+        }
+    );
 }
 
 #[test]
 fn wrong_issuer_name_is_refused() {
     let pl = auth("planetlab.us.pl");
-    let g = forged_gid("planetlab.us.pl.eve", "planetlab.us.plx", &pl.key, pl.gid, year());
-    assert!(matches!(verify_err(verifier().verify_gid(&g)), VerifyError::IssuerMismatch { issuer, .. } if issuer == "planetlab.us.plx"));
+    let g = forged_gid(
+        "planetlab.us.pl.eve",
+        "planetlab.us.plx",
+        &pl.key,
+        pl.gid,
+        year(),
+    );
+    assert!(
+        matches!(verify_err(verifier().verify_gid(&g)), VerifyError::IssuerMismatch { issuer, .. } if issuer == "planetlab.us.plx")
+    );
 }
 
 #[test]
@@ -166,7 +251,10 @@ fn tampered_payload_is_refused() {
     let chain = w.alice.to_chain_string(ChainForm::Separator).unwrap();
     let text = chain.replacen(&pem, &forged.to_pem().unwrap(), 1);
     let err = verifier().verify_gid_str(&text).unwrap_err();
-    assert!(matches!(err, TrustError::Verify(VerifyError::NotSignedByParent { ref subject, .. }) if subject == "planetlab.us.pl.alice"), "{err}");
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::NotSignedByParent { ref subject, .. }) if subject == "planetlab.us.pl.alice"),
+        "{err}"
+    );
 }
 
 // === rule 2: dates ===
@@ -174,22 +262,62 @@ fn tampered_payload_is_refused() {
 #[test]
 fn expired_and_not_yet_valid_are_refused() {
     let pl = auth("planetlab.us.pl");
-    let past = Validity { not_before: now() - 10 * DAY, not_after: now() - DAY };
-    let g = forged_gid("planetlab.us.pl.old", "planetlab.us.pl", &pl.key, pl.gid.clone(), past);
-    assert!(matches!(verify_err(verifier().verify_gid(&g)), VerifyError::Expired { subject, .. } if subject == "planetlab.us.pl.old"));
-    let future = Validity { not_before: now() + DAY, not_after: now() + 10 * DAY };
-    let g = forged_gid("planetlab.us.pl.new", "planetlab.us.pl", &pl.key, pl.gid, future);
-    assert!(matches!(verify_err(verifier().verify_gid(&g)), VerifyError::NotYetValid { subject, .. } if subject == "planetlab.us.pl.new"));
+    let past = Validity {
+        not_before: now() - 10 * DAY,
+        not_after: now() - DAY,
+    };
+    let g = forged_gid(
+        "planetlab.us.pl.old",
+        "planetlab.us.pl",
+        &pl.key,
+        pl.gid.clone(),
+        past,
+    );
+    assert!(
+        matches!(verify_err(verifier().verify_gid(&g)), VerifyError::Expired { subject, .. } if subject == "planetlab.us.pl.old")
+    );
+    let future = Validity {
+        not_before: now() + DAY,
+        not_after: now() + 10 * DAY,
+    };
+    let g = forged_gid(
+        "planetlab.us.pl.new",
+        "planetlab.us.pl",
+        &pl.key,
+        pl.gid,
+        future,
+    );
+    assert!(
+        matches!(verify_err(verifier().verify_gid(&g)), VerifyError::NotYetValid { subject, .. } if subject == "planetlab.us.pl.new")
+    );
 }
 
 #[test]
 fn clock_skew_is_tolerated_within_policy() {
     let pl = auth("planetlab.us.pl");
-    let soon = Validity { not_before: now() + 60, not_after: now() + DAY };
-    let g = forged_gid("planetlab.us.pl.skew", "planetlab.us.pl", &pl.key, pl.gid, soon);
+    let soon = Validity {
+        not_before: now() + 60,
+        not_after: now() + DAY,
+    };
+    let g = forged_gid(
+        "planetlab.us.pl.skew",
+        "planetlab.us.pl",
+        &pl.key,
+        pl.gid,
+        soon,
+    );
     verifier().verify_gid(&g).unwrap();
-    let strict = Verifier::new(roots(), Policy { clock_skew_secs: 0, ..Policy::default() });
-    assert!(matches!(verify_err(strict.verify_gid(&g)), VerifyError::NotYetValid { .. }));
+    let strict = Verifier::new(
+        roots(),
+        Policy {
+            clock_skew_secs: 0,
+            ..Policy::default()
+        },
+    );
+    assert!(matches!(
+        verify_err(strict.verify_gid(&g)),
+        VerifyError::NotYetValid { .. }
+    ));
 }
 
 // === rule 3: trusted roots ===
@@ -199,16 +327,33 @@ fn untrusted_root_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let other = Hierarchy::new(dir.path());
     let root = other.create_authority(&hrn("planetlab"), false).unwrap();
-    let v = Verifier::new(TrustedRoots::from_gids(vec![root.gid]).unwrap(), Policy::default());
-    assert!(matches!(verify_err(v.verify_gid(&world().alice)), VerifyError::UntrustedRoot { subject } if subject == "planetlab"));
+    let v = Verifier::new(
+        TrustedRoots::from_gids(vec![root.gid]).unwrap(),
+        Policy::default(),
+    );
+    assert!(
+        matches!(verify_err(v.verify_gid(&world().alice)), VerifyError::UntrustedRoot { subject } if subject == "planetlab")
+    );
 }
 
 #[test]
 fn root_that_is_not_an_authority_of_the_leaf_is_refused() {
     let root = auth("planetlab");
     let key = Keypair::generate(1024).unwrap().public_key();
-    let g = Gid::create(&hrn("elsewhere.mallory"), "1", &key, "planetlab", &root.key, None, year(), CertMode::Modern).unwrap();
-    assert!(matches!(verify_err(verifier().verify_gid(&g)), VerifyError::RootNotAuthority { root, hrn } if root == "planetlab" && hrn == "elsewhere.mallory"));
+    let g = Gid::create(
+        &hrn("elsewhere.mallory"),
+        "1",
+        &key,
+        "planetlab",
+        &root.key,
+        None,
+        year(),
+        CertMode::Modern,
+    )
+    .unwrap();
+    assert!(
+        matches!(verify_err(verifier().verify_gid(&g)), VerifyError::RootNotAuthority { root, hrn } if root == "planetlab" && hrn == "elsewhere.mallory")
+    );
 }
 
 // === rule 4: GID names ===
@@ -219,11 +364,22 @@ fn sibling_prefix_and_foreign_hrns_are_refused() {
     let g = forged_gid("planetlab.us.pl.x", "planetlab.us.p", &p.key, p.gid, year());
     assert_eq!(
         verify_err(verifier().verify_gid(&g)),
-        VerifyError::HrnNotUnderParent { subject: "planetlab.us.pl.x".into(), parent: "planetlab.us.p".into() }
+        VerifyError::HrnNotUnderParent {
+            subject: "planetlab.us.pl.x".into(),
+            parent: "planetlab.us.p".into()
+        }
     );
     let pl = auth("planetlab.us.pl");
-    let g = forged_gid("planetlab.eu.mallory", "planetlab.us.pl", &pl.key, pl.gid, year());
-    assert!(matches!(verify_err(verifier().verify_gid(&g)), VerifyError::HrnNotUnderParent { subject, .. } if subject == "planetlab.eu.mallory"));
+    let g = forged_gid(
+        "planetlab.eu.mallory",
+        "planetlab.us.pl",
+        &pl.key,
+        pl.gid,
+        year(),
+    );
+    assert!(
+        matches!(verify_err(verifier().verify_gid(&g)), VerifyError::HrnNotUnderParent { subject, .. } if subject == "planetlab.eu.mallory")
+    );
 }
 
 // === rule 5: credentials ===
@@ -233,8 +389,19 @@ fn missing_delegate_bit_is_refused() {
     let w = world();
     let parent = slice_cred(false);
     let rights: RightList = "control".parse().unwrap();
-    let child = delegate_credential(&parent, &w.slice_key, &w.bob, &rights, false, Validity::from_now(now(), DAY), CertMode::Modern).unwrap();
-    assert!(matches!(verify_err(verifier().verify_credential(&child)), VerifyError::MissingDelegateBit { parent, .. } if parent == "planetlab.us.pl.s1"));
+    let child = delegate_credential(
+        &parent,
+        &w.slice_key,
+        &w.bob,
+        &rights,
+        false,
+        Validity::from_now(now(), DAY),
+        CertMode::Modern,
+    )
+    .unwrap();
+    assert!(
+        matches!(verify_err(verifier().verify_credential(&child)), VerifyError::MissingDelegateBit { parent, .. } if parent == "planetlab.us.pl.s1")
+    );
 }
 
 #[test]
@@ -242,8 +409,19 @@ fn rights_escalation_is_refused() {
     let w = world();
     let parent = slice_cred(true);
     let rights: RightList = "authority".parse().unwrap();
-    let child = delegate_credential(&parent, &w.slice_key, &w.bob, &rights, false, Validity::from_now(now(), DAY), CertMode::Modern).unwrap();
-    assert!(matches!(verify_err(verifier().verify_credential(&child)), VerifyError::RightsEscalation { rights, .. } if rights == "authority"));
+    let child = delegate_credential(
+        &parent,
+        &w.slice_key,
+        &w.bob,
+        &rights,
+        false,
+        Validity::from_now(now(), DAY),
+        CertMode::Modern,
+    )
+    .unwrap();
+    assert!(
+        matches!(verify_err(verifier().verify_credential(&child)), VerifyError::RightsEscalation { rights, .. } if rights == "authority")
+    );
 }
 
 #[test]
@@ -252,8 +430,20 @@ fn child_outliving_parent_is_refused() {
     let parent = slice_cred(true);
     let rights: RightList = "info".parse().unwrap();
     let long = Validity::from_now(now(), 400 * DAY);
-    let child = delegate_credential(&parent, &w.slice_key, &w.bob, &rights, false, long, CertMode::Modern).unwrap();
-    assert!(matches!(verify_err(verifier().verify_credential(&child)), VerifyError::OutlivesParent { .. }));
+    let child = delegate_credential(
+        &parent,
+        &w.slice_key,
+        &w.bob,
+        &rights,
+        false,
+        long,
+        CertMode::Modern,
+    )
+    .unwrap();
+    assert!(matches!(
+        verify_err(verifier().verify_credential(&child)),
+        VerifyError::OutlivesParent { .. }
+    ));
 }
 
 #[test]
@@ -264,11 +454,35 @@ fn object_outside_parent_authority_is_refused() {
     let pl = auth("planetlab.us.pl");
     let p = auth("planetlab.us.p");
     let key = Keypair::generate(1024).unwrap();
-    let foreign = Gid::create(&hrn("planetlab.us.p.x"), "7", &key.public_key(), "planetlab.us.p", &p.key, Some(p.gid), year(), CertMode::Modern).unwrap();
+    let foreign = Gid::create(
+        &hrn("planetlab.us.p.x"),
+        "7",
+        &key.public_key(),
+        "planetlab.us.p",
+        &p.key,
+        Some(p.gid),
+        year(),
+        CertMode::Modern,
+    )
+    .unwrap();
     let rights = RightList::for_record_type(RecordType::Slice);
-    let fields = CredentialFields { caller: &w.alice, object: &foreign, privileges: &rights, delegate: false };
+    let fields = CredentialFields {
+        caller: &w.alice,
+        object: &foreign,
+        privileges: &rights,
+        delegate: false,
+    };
     let parent = w.h.authority_credential(&hrn("planetlab.us.pl")).unwrap();
-    let c = Credential::create(&fields, &key.public_key(), "planetlab.us.pl", &pl.key, Some(parent), Validity::from_now(now(), DAY), CertMode::Modern).unwrap();
+    let c = Credential::create(
+        &fields,
+        &key.public_key(),
+        "planetlab.us.pl",
+        &pl.key,
+        Some(parent),
+        Validity::from_now(now(), DAY),
+        CertMode::Modern,
+    )
+    .unwrap();
     assert!(matches!(
         verify_err(verifier().verify_credential(&c)),
         VerifyError::ObjectOutsideAuthority { object, parent_object, .. } if object == "planetlab.us.p.x" && parent_object == "planetlab.us.pl"
@@ -280,7 +494,12 @@ fn credential_without_caller_is_refused() {
     let pl = auth("planetlab.us.pl");
     let w = world();
     let payload = crate::gid::encode_payload(
-        &Struct::new().with("gidObject", w.slice.to_chain_string(ChainForm::Separator).unwrap()).with("privileges", "info"),
+        &Struct::new()
+            .with(
+                "gidObject",
+                w.slice.to_chain_string(ChainForm::Separator).unwrap(),
+            )
+            .with("privileges", "info"),
         true,
         "test",
     )
@@ -298,7 +517,12 @@ fn credential_without_caller_is_refused() {
     .unwrap();
     let text = cert.to_pem().unwrap();
     let c = Credential::parse(&text).unwrap();
-    assert_eq!(verify_err(verifier().verify_credential(&c)), VerifyError::MissingCallerGid { subject: "planetlab.us.pl.s1".into() });
+    assert_eq!(
+        verify_err(verifier().verify_credential(&c)),
+        VerifyError::MissingCallerGid {
+            subject: "planetlab.us.pl.s1".into()
+        }
+    );
 }
 
 // === rule 6: tickets ===
@@ -306,13 +530,28 @@ fn credential_without_caller_is_refused() {
 #[test]
 fn ticket_for_another_node_is_refused() {
     let w = world();
-    let t = w.h.issue_ticket(&w.alice, &w.slice, &Struct::new(), &Struct::new(), Some(&hrn("planetlab.us.pl.a")), DAY).unwrap();
+    let t =
+        w.h.issue_ticket(
+            &w.alice,
+            &w.slice,
+            &Struct::new(),
+            &Struct::new(),
+            Some(&hrn("planetlab.us.pl.a")),
+            DAY,
+        )
+        .unwrap();
     let text = t.to_chain_string(ChainForm::Separator).unwrap();
     let v = verifier();
-    v.verify_ticket_str(&text, Some(&hrn("planetlab.us.pl.a"))).unwrap();
+    v.verify_ticket_str(&text, Some(&hrn("planetlab.us.pl.a")))
+        .unwrap();
     // The cached verdict must not skip the node check.
-    let err = v.verify_ticket_str(&text, Some(&hrn("planetlab.us.pl.b"))).unwrap_err();
-    assert!(matches!(err, TrustError::Verify(VerifyError::WrongNode { ref target, ref node, .. }) if target == "planetlab.us.pl.a" && node == "planetlab.us.pl.b"), "{err}");
+    let err = v
+        .verify_ticket_str(&text, Some(&hrn("planetlab.us.pl.b")))
+        .unwrap_err();
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::WrongNode { ref target, ref node, .. }) if target == "planetlab.us.pl.a" && node == "planetlab.us.pl.b"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -328,8 +567,19 @@ fn ticket_signed_by_another_authority_is_refused() {
         target: None,
     };
     let parent = w.h.authority_ticket(&hrn("planetlab.us.p")).unwrap();
-    let t = Ticket::create(&fields, w.slice.public_key(), "planetlab.us.p", &p.key, Some(parent), Validity::from_now(now(), DAY), CertMode::Modern).unwrap();
-    assert!(matches!(verify_err(verifier().verify_ticket(&t, None)), VerifyError::ObjectOutsideAuthority { parent_object, .. } if parent_object == "planetlab.us.p"));
+    let t = Ticket::create(
+        &fields,
+        w.slice.public_key(),
+        "planetlab.us.p",
+        &p.key,
+        Some(parent),
+        Validity::from_now(now(), DAY),
+        CertMode::Modern,
+    )
+    .unwrap();
+    assert!(
+        matches!(verify_err(verifier().verify_ticket(&t, None)), VerifyError::ObjectOutsideAuthority { parent_object, .. } if parent_object == "planetlab.us.p")
+    );
 }
 
 // === policy ===
@@ -340,15 +590,40 @@ fn md5_and_small_keys_follow_the_policy() {
     let h = Hierarchy::new(dir.path()).with_mode(CertMode::Compat2008);
     let root = h.create_authority(&hrn("planetlab.us"), true).unwrap();
     let top = h.authority(&hrn("planetlab")).unwrap().gid;
-    assert_eq!(root.gid.certificate().signature_algorithm(), "md5WithRSAEncryption");
+    assert_eq!(
+        root.gid.certificate().signature_algorithm(),
+        "md5WithRSAEncryption"
+    );
     assert_eq!(root.gid.certificate().version(), 1);
     let roots = TrustedRoots::from_gids(vec![top]).unwrap();
     let strict = Verifier::new(roots.clone(), Policy::default());
-    assert!(matches!(verify_err(strict.verify_gid(&root.gid)), VerifyError::WeakDigest { algorithm, .. } if algorithm == "md5WithRSAEncryption"));
-    let legacy = Verifier::new(roots.clone(), Policy { legacy_digests: true, ..Policy::default() });
+    assert!(
+        matches!(verify_err(strict.verify_gid(&root.gid)), VerifyError::WeakDigest { algorithm, .. } if algorithm == "md5WithRSAEncryption")
+    );
+    let legacy = Verifier::new(
+        roots.clone(),
+        Policy {
+            legacy_digests: true,
+            ..Policy::default()
+        },
+    );
     legacy.verify_gid(&root.gid).unwrap();
-    let big_keys = Verifier::new(roots, Policy { legacy_digests: true, min_rsa_bits: 2048, ..Policy::default() });
-    assert!(matches!(verify_err(big_keys.verify_gid(&root.gid)), VerifyError::WeakKey { bits: 1024, min: 2048, .. }));
+    let big_keys = Verifier::new(
+        roots,
+        Policy {
+            legacy_digests: true,
+            min_rsa_bits: 2048,
+            ..Policy::default()
+        },
+    );
+    assert!(matches!(
+        verify_err(big_keys.verify_gid(&root.gid)),
+        VerifyError::WeakKey {
+            bits: 1024,
+            min: 2048,
+            ..
+        }
+    ));
 }
 
 // === parsing ===
@@ -378,16 +653,27 @@ fn cached_verdicts_expire_and_roots_reload_clears_them() {
     let text = cred.to_chain_string(ChainForm::Separator).unwrap();
     let first = v.verify_credential_str(&text).unwrap();
     let again = v.verify_credential_str(&text).unwrap();
-    assert!(Arc::ptr_eq(&first.0, &again.0), "second call must come from the cache");
+    assert!(
+        Arc::ptr_eq(&first.0, &again.0),
+        "second call must come from the cache"
+    );
     // Past the credential's expiry the cached verdict is not served.
-    clock.0.store(first.expires() + 2 * v.policy().clock_skew_secs, Ordering::SeqCst);
+    clock.0.store(
+        first.expires() + 2 * v.policy().clock_skew_secs,
+        Ordering::SeqCst,
+    );
     let err = v.verify_credential_str(&text).unwrap_err();
-    assert!(matches!(err, TrustError::Verify(VerifyError::Expired { .. })), "{err}");
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::Expired { .. })),
+        "{err}"
+    );
     // A reload to other roots forgets verdicts.
     clock.0.store(now(), Ordering::SeqCst);
     v.verify_credential_str(&text).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let other = Hierarchy::new(dir.path()).create_authority(&hrn("planetlab"), false).unwrap();
+    let other = Hierarchy::new(dir.path())
+        .create_authority(&hrn("planetlab"), false)
+        .unwrap();
     v.replace_roots(TrustedRoots::from_gids(vec![other.gid]).unwrap());
     assert!(v.verify_credential_str(&text).is_err());
     let _ = &w.alice_key;

@@ -14,9 +14,11 @@ use geni_xmlrpc::{Limits, Value, parse_params};
 use serde_json::{Value as Json, json};
 
 fn vectors_dir() -> PathBuf {
-    std::env::var_os("GENI_VECTORS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gw2008")
-    })
+    std::env::var_os("GENI_VECTORS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gw2008")
+        })
 }
 
 fn manifest() -> Json {
@@ -28,17 +30,17 @@ fn manifest() -> Json {
 
 fn verifier(legacy: bool) -> Verifier {
     let roots = TrustedRoots::load_dir(&vectors_dir().join("trusted_roots")).unwrap();
-    Verifier::new(roots, Policy { legacy_digests: legacy, ..Policy::default() })
+    Verifier::new(
+        roots,
+        Policy {
+            legacy_digests: legacy,
+            ..Policy::default()
+        },
+    )
 }
 
-fn asn1_time(t: i64) -> String {
-    // YYMMDDHHMMSSZ as openssl prints UTCTime, via the crate's own formatter.
-    let s = geni_trust_fmt(t);
-    s
-}
-
-/// `2031-11-22 09:16:15 UTC` → `20311122091615Z` (the manifest's generalized form).
-fn geni_trust_fmt(t: i64) -> String {
+/// Seconds since the epoch as the manifest writes times: `20311122091615Z`.
+fn generalized_time(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let z = days + 719_468;
@@ -50,11 +52,19 @@ fn geni_trust_fmt(t: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn sha1_hex(data: &[u8]) -> String {
-    openssl::sha::sha1(data).iter().map(|b| format!("{b:02x}")).collect()
+    openssl::sha::sha1(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn to_json(v: &Value) -> Json {
@@ -67,13 +77,17 @@ fn to_json(v: &Value) -> Json {
         Value::Int(i) => json!(i),
         Value::Nil => Json::Null,
         Value::String(s) => json!(s),
-        Value::Struct(s) => Json::Object(s.iter().map(|(k, v)| (k.to_owned(), to_json(v))).collect()),
+        Value::Struct(s) => {
+            Json::Object(s.iter().map(|(k, v)| (k.to_owned(), to_json(v))).collect())
+        }
     }
 }
 
 fn member_order(cert: &Certificate) -> Vec<String> {
     let params = parse_params(cert.xmlrpc_payload().unwrap(), &Limits::default()).unwrap();
-    let Value::Struct(s) = &params[0] else { panic!("payload is not a struct") };
+    let Value::Struct(s) = &params[0] else {
+        panic!("payload is not a struct")
+    };
     s.names().map(str::to_owned).collect()
 }
 
@@ -82,8 +96,8 @@ fn check_cert(cert: &Certificate, want: &Json, file: &str) {
     let got = json!({
         "issuer": cert.issuer(),
         "issuer_cn_asn1": cert.issuer_cn_type(),
-        "not_after": asn1_time(v.not_after),
-        "not_before": asn1_time(v.not_before),
+        "not_after": generalized_time(v.not_after),
+        "not_before": generalized_time(v.not_before),
         "pubkey_bits": cert.public_key().bits(),
         "pubkey_spki_sha1": sha1_hex(cert.public_key().spki_der()),
         "san_member_order": member_order(cert),
@@ -123,7 +137,11 @@ fn check_gid(g: &Gid, d: &Json, file: &str) {
     got["cert"] = d["cert"].clone();
     assert_eq!(&got, d, "{file}: decoded GID");
     // The 2008 payload, rebuilt from the fields, is the signed one.
-    assert_eq!(g.payload_2008().unwrap().trim_end(), g.certificate().xmlrpc_payload().unwrap(), "{file}");
+    assert_eq!(
+        g.payload_2008().unwrap().trim_end(),
+        g.certificate().xmlrpc_payload().unwrap(),
+        "{file}"
+    );
 }
 
 fn check_credential(c: &Credential, d: &Json, file: &str) {
@@ -151,7 +169,11 @@ fn check_credential(c: &Credential, d: &Json, file: &str) {
     });
     assert_eq!(&got, d, "{file}: decoded credential");
     for link in std::iter::successors(Some(c), |p| p.parent()) {
-        assert_eq!(link.payload_2008().unwrap().trim_end(), link.certificate().xmlrpc_payload().unwrap(), "{file}");
+        assert_eq!(
+            link.payload_2008().unwrap().trim_end(),
+            link.certificate().xmlrpc_payload().unwrap(),
+            "{file}"
+        );
     }
 }
 
@@ -178,17 +200,26 @@ fn check_ticket(t: &Ticket, d: &Json, file: &str) {
         "rspec": to_json(&Value::Struct(t.rspec().clone())),
     });
     assert_eq!(&got, d, "{file}: decoded ticket");
-    assert_eq!(t.payload().unwrap().trim_end(), t.certificate().xmlrpc_payload().unwrap(), "{file}");
+    assert_eq!(
+        t.payload().unwrap().trim_end(),
+        t.certificate().xmlrpc_payload().unwrap(),
+        "{file}"
+    );
 }
 
 /// The manifest's name for the check that must fail, as our variant.
 fn variant_matches(check: &str, err: &VerifyError) -> bool {
     matches!(
         (check, err),
-        ("CertNotSignedByParent", VerifyError::NotSignedByParent { .. })
-            | ("GidParentHrn", VerifyError::HrnNotUnderParent { .. })
+        (
+            "CertNotSignedByParent",
+            VerifyError::NotSignedByParent { .. }
+        ) | ("GidParentHrn", VerifyError::HrnNotUnderParent { .. })
             | ("MissingDelegateBit", VerifyError::MissingDelegateBit { .. })
-            | ("ChildRightsNotSubsetOfParent", VerifyError::RightsEscalation { .. })
+            | (
+                "ChildRightsNotSubsetOfParent",
+                VerifyError::RightsEscalation { .. }
+            )
             | ("CertMissingParent", VerifyError::UntrustedRoot { .. })
             | ("IssuerScope", VerifyError::ObjectOutsideAuthority { .. })
     )
@@ -209,7 +240,11 @@ fn every_vector_gets_its_manifest_verdict_and_fields() {
     let legacy = verifier(true);
     let strict = verifier(false);
     let vectors = m["vectors"].as_array().unwrap();
-    assert!(vectors.len() >= 30, "manifest lists {} vectors", vectors.len());
+    assert!(
+        vectors.len() >= 30,
+        "manifest lists {} vectors",
+        vectors.len()
+    );
     let (mut accepted, mut rejected) = (0, 0);
     for vec in vectors {
         let file = vec["file"].as_str().unwrap();
@@ -238,9 +273,15 @@ fn every_vector_gets_its_manifest_verdict_and_fields() {
         }
         // Re-serialising the parsed chain gives the file's bytes back.
         let again = match kind {
-            "gid" => Gid::parse(&text).unwrap().to_chain_string(ChainForm::Separator),
-            "credential" => Credential::parse(&text).unwrap().to_chain_string(ChainForm::Separator),
-            _ => Ticket::parse(&text).unwrap().to_chain_string(ChainForm::Separator),
+            "gid" => Gid::parse(&text)
+                .unwrap()
+                .to_chain_string(ChainForm::Separator),
+            "credential" => Credential::parse(&text)
+                .unwrap()
+                .to_chain_string(ChainForm::Separator),
+            _ => Ticket::parse(&text)
+                .unwrap()
+                .to_chain_string(ChainForm::Separator),
         }
         .unwrap();
         assert_eq!(again, text, "{file}: chain text round trip");
@@ -265,9 +306,15 @@ fn every_vector_gets_its_manifest_verdict_and_fields() {
                 };
                 let f = failure.expect("negative vectors name the failing check");
                 let check = f["check"].as_str().unwrap();
-                assert!(variant_matches(check, &err), "{file}: expected {check}, got {err:?}");
+                assert!(
+                    variant_matches(check, &err),
+                    "{file}: expected {check}, got {err:?}"
+                );
                 let element = f["element"].as_str().unwrap();
-                assert!(err.to_string().contains(element), "{file}: {err} should name {element}");
+                assert!(
+                    err.to_string().contains(element),
+                    "{file}: {err} should name {element}"
+                );
                 rejected += 1;
             }
             other => panic!("{file}: unknown verdict {other}"),
@@ -280,10 +327,20 @@ fn every_vector_gets_its_manifest_verdict_and_fields() {
 #[test]
 fn untrusted_root_directory_trusts_nothing_of_ours() {
     let roots = TrustedRoots::load_dir(&vectors_dir().join("untrusted_roots")).unwrap();
-    let v = Verifier::new(roots, Policy { legacy_digests: true, ..Policy::default() });
-    let text = std::fs::read_to_string(vectors_dir().join("gid/planetlab.us.pl.account_test.gid")).unwrap();
+    let v = Verifier::new(
+        roots,
+        Policy {
+            legacy_digests: true,
+            ..Policy::default()
+        },
+    );
+    let text = std::fs::read_to_string(vectors_dir().join("gid/planetlab.us.pl.account_test.gid"))
+        .unwrap();
     let err = v.verify_gid_str(&text).unwrap_err();
-    assert!(matches!(err, TrustError::Verify(VerifyError::UntrustedRoot { .. })), "{err}");
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::UntrustedRoot { .. })),
+        "{err}"
+    );
 }
 
 #[test]

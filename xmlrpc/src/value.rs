@@ -6,7 +6,7 @@
 /// One XML-RPC value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Array(Vec<Value>),
+    Array(Vec<Self>),
     Base64(Vec<u8>),
     Bool(bool),
     /// The `dateTime.iso8601` text as sent (XML-RPC gives it no zone; callers interpret it).
@@ -191,6 +191,12 @@ impl Struct {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
+
+    /// Appends without looking for `name`: the decoder has already refused duplicates with a
+    /// hash set, and [`Struct::insert`]'s linear search would make a large struct quadratic.
+    pub(crate) fn push_unchecked(&mut self, name: String, value: Value) {
+        self.members.push((name, value));
+    }
 }
 
 impl FromIterator<(String, Value)> for Struct {
@@ -201,4 +207,24 @@ impl FromIterator<(String, Value)> for Struct {
         }
         s
     }
+}
+
+// === text rules shared by the decoder and the encoder ===
+
+/// A character XML 1.0 allows in a document (its `Char` production). Anything else could be
+/// written but never read back, so the decoder refuses it and the encoder will not write it.
+pub(crate) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Whether a `dateTime.iso8601` text has the shape XML-RPC peers write: `YYYYMMDDTHH:MM:SS`
+/// (xmlrpclib) or `YYYY-MM-DDTHH:MM:SS` (some other stacks). Digits are not range-checked: the
+/// text is carried, not interpreted.
+pub(crate) fn is_iso8601(text: &str) -> bool {
+    let shape: &[u8] = match text.len() {
+        17 => b"DDDDDDDDTDD:DD:DD",
+        19 => b"DDDD-DD-DDTDD:DD:DD",
+        _ => return false,
+    };
+    text.bytes().zip(shape).all(|(b, &s)| if s == b'D' { b.is_ascii_digit() } else { b == s })
 }
