@@ -119,3 +119,66 @@ impl TrustedRoots {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChainForm, Hierarchy};
+
+    #[test]
+    fn bad_files_are_skipped_and_chains_trimmed_to_their_first_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hierarchy::new(dir.path().join("authorities"));
+        let us = h
+            .create_authority(&"planetlab.us".parse().unwrap(), true)
+            .unwrap();
+        let roots_dir = dir.path().join("roots");
+        std::fs::create_dir(&roots_dir).unwrap();
+        // A chain file: only planetlab.us itself is trusted, not the planetlab root behind it.
+        std::fs::write(
+            roots_dir.join("us.gid"),
+            us.gid.to_chain_string(ChainForm::Separator).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(roots_dir.join("empty.gid"), "").unwrap();
+        std::fs::write(roots_dir.join("garbage.pem"), "not a certificate").unwrap();
+        std::fs::write(roots_dir.join("notes.txt"), "ignored: wrong extension").unwrap();
+        std::fs::create_dir(roots_dir.join("dir.gid")).unwrap();
+        let roots = TrustedRoots::load_dir(&roots_dir).unwrap();
+        assert_eq!(
+            roots.hrns().map(Hrn::as_str).collect::<Vec<_>>(),
+            ["planetlab.us"]
+        );
+        assert!(roots.gids()[0].parent().is_none());
+        let skipped: Vec<String> = roots
+            .skipped()
+            .iter()
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(skipped, ["empty.gid", "garbage.pem"]);
+        assert!(
+            roots.skipped()[0].1.contains("empty"),
+            "{}",
+            roots.skipped()[0].1
+        );
+    }
+
+    #[test]
+    fn a_directory_without_a_usable_root_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.gid"),
+            "-----BEGIN CERTIFICATE-----\nAAAA",
+        )
+        .unwrap();
+        let err = TrustedRoots::load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, TrustError::NoTrustedRoots { skipped: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("trusted_roots.example"), "{err}");
+        let missing = TrustedRoots::load_dir(&dir.path().join("nope")).unwrap_err();
+        assert!(matches!(missing, TrustError::Io { .. }), "{missing}");
+        assert!(TrustedRoots::from_gids(Vec::new()).is_err());
+    }
+}
