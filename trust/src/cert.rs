@@ -329,8 +329,9 @@ fn unix_time(t: &Asn1TimeRef) -> Option<i64> {
         .checked_add(i64::from(diff.secs))
 }
 
-/// `2031-11-22 09:16:15 UTC`, for messages.
-pub(crate) fn fmt_unix(t: i64) -> String {
+/// Seconds since the Unix epoch as ISO 8601 UTC, `2031-11-22T09:16:15Z`: the form every message
+/// and tool of this project prints times in.
+pub fn format_utc(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -344,7 +345,7 @@ pub(crate) fn fmt_unix(t: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,
         secs / 60 % 60,
         secs % 60
@@ -687,8 +688,9 @@ mod tests {
 
     #[test]
     fn times_format_as_utc() {
-        assert_eq!(fmt_unix(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(fmt_unix(1_953_105_375), "2031-11-22 09:16:15 UTC");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_953_105_375), "2031-11-22T09:16:15Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

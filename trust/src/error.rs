@@ -33,10 +33,12 @@ pub enum TrustError {
     /// A malformed `urn:publicid:IDN+…` name.
     #[error("invalid urn {urn:?}: {reason}")]
     InvalidUrn { urn: String, reason: &'static str },
-    #[error("{}: {source}", path.display())]
+    /// The message carries the OS error, so it is not also chained as a `source` (that printed
+    /// it twice under `{:#}`).
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A private key file that others can read.
     #[error(
@@ -142,10 +144,54 @@ impl TrustError {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error,
+        }
+    }
+
+    /// A stable snake_case name of the error's kind, for scripts and logs that branch on the
+    /// reason rather than parse the message.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AuthorityExists { .. } => "authority_exists",
+            Self::Crypto { .. } => "crypto",
+            Self::Decode { .. } => "decode",
+            Self::Encode { .. } => "encode",
+            Self::InvalidHrn { .. } => "invalid_hrn",
+            Self::InvalidUrn { .. } => "invalid_urn",
+            Self::Io { .. } => "io",
+            Self::KeyPermissions { .. } => "key_permissions",
+            Self::MissingAuthority { .. } => "missing_authority",
+            Self::NoTrustedRoots { .. } => "no_trusted_roots",
+            Self::UnknownRight { .. } => "unknown_right",
+            Self::Verify(v) => v.name(),
+        }
+    }
+}
+
+impl VerifyError {
+    /// A stable snake_case name of the rejection.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ChainTooLong { .. } => "chain_too_long",
+            Self::Expired { .. } => "expired",
+            Self::HrnNotUnderParent { .. } => "hrn_not_under_parent",
+            Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::MissingCallerGid { .. } => "missing_caller_gid",
+            Self::MissingDelegateBit { .. } => "missing_delegate_bit",
+            Self::MissingObjectGid { .. } => "missing_object_gid",
+            Self::NotSignedByParent { .. } => "not_signed_by_parent",
+            Self::NotYetValid { .. } => "not_yet_valid",
+            Self::ObjectOutsideAuthority { .. } => "object_outside_authority",
+            Self::OutlivesParent { .. } => "outlives_parent",
+            Self::RightsEscalation { .. } => "rights_escalation",
+            Self::RootNotAuthority { .. } => "root_not_authority",
+            Self::UntrustedRoot { .. } => "untrusted_root",
+            Self::WeakDigest { .. } => "weak_digest",
+            Self::WeakKey { .. } => "weak_key",
+            Self::WrongNode { .. } => "wrong_node",
         }
     }
 }

@@ -307,8 +307,8 @@ impl Hierarchy {
 
     /// A credential for `caller` over `object` (2008 `get_credential`): subject = object hrn,
     /// issued and signed by the object's authority, X.509 key = the object's key, parent = that
-    /// authority's credential. `lifetime_secs` defaults to the 2008 five years in compat mode and
-    /// must be given otherwise.
+    /// authority's credential, valid for `lifetime_secs` from now. In compat mode every object
+    /// gets the 2008 five years and `lifetime_secs` is ignored.
     pub fn issue_credential(
         &self,
         caller: &Gid,

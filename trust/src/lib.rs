@@ -25,7 +25,7 @@ mod roots;
 mod ticket;
 mod verify;
 
-pub use cert::{CertMode, Certificate, ChainForm, Validity};
+pub use cert::{CertMode, Certificate, ChainForm, Validity, format_utc};
 pub use credential::Credential;
 pub use error::{TrustError, VerifyError};
 pub use gid::{Gid, ObjectKind, new_uuid};

@@ -20,7 +20,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cert::{Certificate, DigestClass, WordHasher, fmt_unix};
+use crate::cert::{Certificate, DigestClass, WordHasher, format_utc};
 use crate::gid::Chained;
 use crate::{
     Credential, Gid, Hrn, MAX_CHAIN_LEN, RightList, Ticket, TrustError, TrustedRoots, VerifyError,
@@ -85,6 +85,7 @@ pub struct VerifiedCredential(Arc<CredentialVerdict>);
 #[derive(Debug)]
 struct CredentialVerdict {
     subject: String,
+    root: Hrn,
     caller: VerifiedGid,
     object: VerifiedGid,
     privileges: RightList,
@@ -99,6 +100,7 @@ pub struct VerifiedTicket(Arc<TicketVerdict>);
 #[derive(Debug)]
 struct TicketVerdict {
     ticket: Ticket,
+    root: Hrn,
     caller: VerifiedGid,
     object: VerifiedGid,
     expires: i64,
@@ -265,7 +267,7 @@ impl Verifier {
         let roots = self.roots();
         let now = self.clock.now();
         let mut checked = Checked::default();
-        let (_, chain_expires) = self.verify_links(
+        let (root, chain_expires) = self.verify_links(
             cred,
             &roots,
             now,
@@ -296,6 +298,7 @@ impl Verifier {
         let expires = chain_expires.min(caller.expires).min(object.expires);
         Ok(VerifiedCredential(Arc::new(CredentialVerdict {
             subject,
+            root,
             caller,
             object,
             privileges: cred.privileges().clone(),
@@ -355,7 +358,7 @@ impl Verifier {
         let roots = self.roots();
         let now = self.clock.now();
         let mut checked = Checked::default();
-        let (_, chain_expires) = self.verify_links(
+        let (root, chain_expires) = self.verify_links(
             ticket,
             &roots,
             now,
@@ -377,6 +380,7 @@ impl Verifier {
         let expires = chain_expires.min(caller.expires).min(object.expires);
         Ok(VerifiedTicket(Arc::new(TicketVerdict {
             ticket: ticket.clone(),
+            root,
             caller,
             object,
             expires,
@@ -487,13 +491,13 @@ impl Verifier {
         if now.saturating_add(skew) < v.not_before {
             return Err(VerifyError::NotYetValid {
                 subject: subject(),
-                not_before: fmt_unix(v.not_before),
+                not_before: format_utc(v.not_before),
             });
         }
         if now.saturating_sub(skew) > v.not_after {
             return Err(VerifyError::Expired {
                 subject: subject(),
-                not_after: fmt_unix(v.not_after),
+                not_after: format_utc(v.not_after),
             });
         }
         Ok(())
@@ -564,9 +568,9 @@ fn outlives_check(child: &Certificate, parent: &Certificate) -> Result<(), Verif
     if c > p {
         return Err(VerifyError::OutlivesParent {
             subject: child.subject().to_owned(),
-            not_after: fmt_unix(c),
+            not_after: format_utc(c),
             parent: parent.subject().to_owned(),
-            parent_not_after: fmt_unix(p),
+            parent_not_after: format_utc(p),
         });
     }
     Ok(())
@@ -643,6 +647,11 @@ impl VerifiedCredential {
         &self.0.object
     }
 
+    /// The trusted root the credential's own chain reached.
+    pub fn root(&self) -> &Hrn {
+        &self.0.root
+    }
+
     pub fn privileges(&self) -> &RightList {
         &self.0.privileges
     }
@@ -666,6 +675,11 @@ impl VerifiedCredential {
 impl VerifiedTicket {
     pub fn ticket(&self) -> &Ticket {
         &self.0.ticket
+    }
+
+    /// The trusted root the ticket's own chain reached.
+    pub fn root(&self) -> &Hrn {
+        &self.0.root
     }
 
     pub fn caller(&self) -> &VerifiedGid {
