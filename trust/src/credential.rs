@@ -8,8 +8,10 @@
 
 use geni_xmlrpc::{Struct, Value};
 
-use crate::cert::{CertSpec, Certificate, ChainForm, Memo, split_chain};
-use crate::gid::{Chained, chain_from, chain_string, encode_payload, payload_struct, read_text};
+use crate::cert::{CertSpec, Certificate, ChainForm, Memo};
+use crate::gid::{
+    Chained, chain_string, encode_payload, load_object, parse_object, payload_struct,
+};
 use crate::{CertMode, Gid, Keypair, PublicKey, RightList, TrustError, Validity};
 
 /// A credential with its parent chain (parents re-read as credentials, as 2008 did).
@@ -35,17 +37,13 @@ pub(crate) struct CredentialFields<'a> {
 
 impl Credential {
     /// Reads a credential chain (either chain form).
+    /// Reads a credential chain (either chain form). Unverified: see [`crate::Verifier`].
     pub fn parse(text: &str) -> Result<Self, TrustError> {
-        let mut memo = Memo::default();
-        let certs = split_chain(text, "credential", &mut memo)?;
-        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
+        parse_object(text, "credential", Self::from_cert)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
-        let text = read_text(path)?;
-        let mut memo = Memo::default();
-        let certs = split_chain(&text, &format!("credential {}", path.display()), &mut memo)?;
-        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
+        load_object(path, "credential", Self::from_cert)
     }
 
     fn from_cert(

@@ -249,6 +249,27 @@ pub(crate) fn chain_from<T>(
     Err(TrustError::decode("chain", "no certificate"))
 }
 
+/// Parses an object chain whose links embed GIDs (credentials, tickets), sharing one memo.
+pub(crate) fn parse_object<T>(
+    text: &str,
+    what: &str,
+    make: fn(Certificate, Option<Box<T>>, &mut Memo) -> Result<T, TrustError>,
+) -> Result<T, TrustError> {
+    let mut memo = Memo::default();
+    let certs = split_chain(text, what, &mut memo)?;
+    chain_from(certs, |c, p| make(c, p, &mut memo))
+}
+
+/// [`parse_object`] on a file, errors naming the file.
+pub(crate) fn load_object<T>(
+    path: &std::path::Path,
+    what: &str,
+    make: fn(Certificate, Option<Box<T>>, &mut Memo) -> Result<T, TrustError>,
+) -> Result<T, TrustError> {
+    let text = read_text(path)?;
+    parse_object(&text, &format!("{what} {}", path.display()), make)
+}
+
 pub(crate) fn chain_string<T: Chained>(obj: &T, form: ChainForm) -> Result<String, TrustError> {
     let pems = obj
         .links()

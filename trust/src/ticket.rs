@@ -9,9 +9,11 @@
 
 use geni_xmlrpc::{Struct, Value};
 
-use crate::cert::{CertSpec, Certificate, ChainForm, Memo, split_chain};
+use crate::cert::{CertSpec, Certificate, ChainForm, Memo};
 use crate::credential::{embedded_gid, flag};
-use crate::gid::{Chained, chain_from, chain_string, encode_payload, payload_struct, read_text};
+use crate::gid::{
+    Chained, chain_string, encode_payload, load_object, parse_object, payload_struct,
+};
 use crate::py2dict;
 use crate::{CertMode, Gid, Hrn, Keypair, PublicKey, TrustError, Validity};
 
@@ -40,17 +42,13 @@ pub(crate) struct TicketFields<'a> {
 }
 
 impl Ticket {
+    /// Reads a ticket chain (either chain form). Unverified: see [`crate::Verifier`].
     pub fn parse(text: &str) -> Result<Self, TrustError> {
-        let mut memo = Memo::default();
-        let certs = split_chain(text, "ticket", &mut memo)?;
-        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
+        parse_object(text, "ticket", Self::from_cert)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
-        let text = read_text(path)?;
-        let mut memo = Memo::default();
-        let certs = split_chain(&text, &format!("ticket {}", path.display()), &mut memo)?;
-        chain_from(certs, |c, p| Self::from_cert(c, p, &mut memo))
+        load_object(path, "ticket", Self::from_cert)
     }
 
     fn from_cert(
