@@ -37,7 +37,11 @@ pub enum XmlRpcError {
     Entity { name: String, position: u64 },
     /// A scalar's text is not of its type (`<int>x</int>`, `<boolean>2</boolean>`, bad base64, …).
     #[error("invalid <{kind}> value {text:?} (at byte {position})")]
-    InvalidValue { kind: &'static str, text: String, position: u64 },
+    InvalidValue {
+        kind: &'static str,
+        text: String,
+        position: u64,
+    },
     /// The XML is not well formed.
     #[error("malformed XML: {message} (at byte {position})")]
     Malformed { message: String, position: u64 },
@@ -49,7 +53,11 @@ pub enum XmlRpcError {
     TooLarge { size: usize, limit: usize },
     /// An element that has no place there (unknown tag, or a known tag in the wrong spot).
     #[error("unexpected <{tag}> (at byte {position}); expected {expected}")]
-    UnexpectedTag { tag: String, expected: &'static str, position: u64 },
+    UnexpectedTag {
+        tag: String,
+        expected: &'static str,
+        position: u64,
+    },
     /// The encoder was handed a value XML-RPC (or Python 2) cannot carry.
     #[error("cannot encode: {0}")]
     Unencodable(&'static str),

@@ -217,6 +217,19 @@ pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// The first character XML 1.0 forbids in `s`, if any. Payloads are mostly ASCII PEM text, so
+/// a byte scan settles the common case before any `char` decoding.
+pub(crate) fn first_non_xml_char(s: &str) -> Option<char> {
+    let ascii_ok = s
+        .bytes()
+        .all(|b| (0x20..0x80).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r'));
+    if ascii_ok {
+        None
+    } else {
+        s.chars().find(|c| !is_xml_char(*c))
+    }
+}
+
 /// Whether a `dateTime.iso8601` text has the shape XML-RPC peers write: `YYYYMMDDTHH:MM:SS`
 /// (xmlrpclib) or `YYYY-MM-DDTHH:MM:SS` (some other stacks). Digits are not range-checked: the
 /// text is carried, not interpreted.
@@ -226,5 +239,11 @@ pub(crate) fn is_iso8601(text: &str) -> bool {
         19 => b"DDDD-DD-DDTDD:DD:DD",
         _ => return false,
     };
-    text.bytes().zip(shape).all(|(b, &s)| if s == b'D' { b.is_ascii_digit() } else { b == s })
+    text.bytes().zip(shape).all(|(b, &s)| {
+        if s == b'D' {
+            b.is_ascii_digit()
+        } else {
+            b == s
+        }
+    })
 }
