@@ -249,12 +249,11 @@ pub(crate) fn chain_from<T>(
     Err(TrustError::decode("chain", "no certificate"))
 }
 
+/// Builds one link of an object chain from its certificate and its parent.
+pub(crate) type MakeLink<T> = fn(Certificate, Option<Box<T>>, &mut Memo) -> Result<T, TrustError>;
+
 /// Parses an object chain whose links embed GIDs (credentials, tickets), sharing one memo.
-pub(crate) fn parse_object<T>(
-    text: &str,
-    what: &str,
-    make: fn(Certificate, Option<Box<T>>, &mut Memo) -> Result<T, TrustError>,
-) -> Result<T, TrustError> {
+pub(crate) fn parse_object<T>(text: &str, what: &str, make: MakeLink<T>) -> Result<T, TrustError> {
     let mut memo = Memo::default();
     let certs = split_chain(text, what, &mut memo)?;
     chain_from(certs, |c, p| make(c, p, &mut memo))
@@ -264,7 +263,7 @@ pub(crate) fn parse_object<T>(
 pub(crate) fn load_object<T>(
     path: &std::path::Path,
     what: &str,
-    make: fn(Certificate, Option<Box<T>>, &mut Memo) -> Result<T, TrustError>,
+    make: MakeLink<T>,
 ) -> Result<T, TrustError> {
     let text = read_text(path)?;
     parse_object(&text, &format!("{what} {}", path.display()), make)
