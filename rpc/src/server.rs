@@ -1,0 +1,568 @@
+//! The HTTPS XML-RPC server: listeners, TLS handshakes, HTTP, limits, logging and shutdown.
+//!
+//! Connections are accepted by our own loop rather than axum-server's so that each one gets its
+//! limits, its span and the peer certificate read from rustls (leaf first; never a chain that
+//! could start with the client's CA, as axum-server's OpenSSL backend does). HTTP is hyper's
+//! HTTP/1 (1.0 without a Host header included, as 2008's `httplib` sends), routed by axum: `POST
+//! /` and `POST /RPC2` reach the dispatcher, anything else is 404 or 405. Every limit is answered,
+//! never a crash: a body over the limit is 413, a body too slow is 408, headers too slow close the
+//! connection, XML too deep or with a DOCTYPE is a fault, connections over the limit are closed at
+//! accept. On shutdown the listeners stop, in-flight calls finish, idle connections close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Extension, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, field};
+
+use crate::RpcError;
+use crate::dispatch::{CallContext, Dispatcher, PeerIdentity};
+use crate::tls::{TlsIdentity, server_config};
+
+/// The port 2008's servers listened on.
+pub const DEFAULT_PORT: u16 = 12345;
+
+/// Bounds on what one peer can make the server do. Defaults suit 2008 peers: their credentials
+/// with embedded chains reach hundreds of kilobytes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_xml_depth: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight calls.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_xml_depth: 64,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub tcp: Option<SocketAddr>,
+    /// A Unix socket path, served with the same TLS and protocol.
+    pub unix: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            tcp: Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),
+            unix: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    tcp: Option<TcpListener>,
+    unix: Option<(UnixListener, PathBuf)>,
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tcp", &self.local_addr())
+            .field("unix", &self.unix.as_ref().map(|u| &u.1))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Asks a running server to stop (cloneable, usable from any task).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+#[derive(Debug)]
+struct Shared {
+    dispatcher: Dispatcher,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    warnings: RateLimit,
+}
+
+// === impl Server ===
+
+impl Server {
+    /// Binds the listeners (so that port 0 resolves before [`Server::serve`]).
+    pub async fn bind(
+        options: ServerOptions,
+        identity: &TlsIdentity,
+        dispatcher: Dispatcher,
+    ) -> Result<Self, RpcError> {
+        let tcp = match options.tcp {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| RpcError::config(format!("cannot listen on {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let unix = match options.unix {
+            Some(path) => Some((bind_unix(&path).await?, path)),
+            None => None,
+        };
+        if tcp.is_none() && unix.is_none() {
+            return Err(RpcError::config(
+                "no listen address (tcp or unix) configured",
+            ));
+        }
+        let acceptor = TlsAcceptor::from(server_config(identity)?);
+        let shared = Arc::new(Shared {
+            dispatcher,
+            connections: Arc::new(Semaphore::new(options.limits.max_connections)),
+            limits: options.limits,
+            warnings: RateLimit::new(Duration::from_secs(1)),
+        });
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            tcp,
+            unix,
+            shared,
+            acceptor,
+            shutdown,
+        })
+    }
+
+    /// The bound TCP address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`], then stops accepting, lets in-flight calls
+    /// finish (up to `drain_timeout`) and returns.
+    pub async fn serve(self) -> Result<(), RpcError> {
+        let Self {
+            tcp,
+            unix,
+            shared,
+            acceptor,
+            shutdown,
+        } = self;
+        let router = Router::new()
+            .route("/", post(rpc))
+            .route("/RPC2", post(rpc))
+            .with_state(Arc::clone(&shared));
+        let mut loops = tokio::task::JoinSet::new();
+        if let Some(listener) = tcp {
+            let (shared, acceptor, router, rx) = (
+                Arc::clone(&shared),
+                acceptor.clone(),
+                router.clone(),
+                shutdown.subscribe(),
+            );
+            loops.spawn(accept_loop(Tcp(listener), shared, acceptor, router, rx));
+        }
+        let unix_path = unix.as_ref().map(|(_, p)| p.clone());
+        if let Some((listener, _)) = unix {
+            let (shared, acceptor, router, rx) = (
+                Arc::clone(&shared),
+                acceptor.clone(),
+                router.clone(),
+                shutdown.subscribe(),
+            );
+            loops.spawn(accept_loop(Unix(listener), shared, acceptor, router, rx));
+        }
+        while loops.join_next().await.is_some() {}
+        if let Some(path) = unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        // Every connection holds a permit until it ends: holding them all means all are done.
+        let all = u32::try_from(shared.limits.max_connections).unwrap_or(u32::MAX);
+        match tokio::time::timeout(
+            shared.limits.drain_timeout,
+            shared.connections.acquire_many(all),
+        )
+        .await
+        {
+            Ok(_) => tracing::info!("All connections closed"),
+            Err(_) => tracing::warn!("Shutdown: connections still open after the drain timeout"),
+        }
+        Ok(())
+    }
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        // send_replace stores the value even before serve() has subscribed; send would drop it.
+        self.0.send_replace(true);
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, for binaries to pass to a [`ShutdownHandle`].
+pub async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without signal handlers there is nothing to wait for but the end of the process.
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+async fn bind_unix(path: &Path) -> Result<UnixListener, RpcError> {
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(RpcError::config(format!(
+                "{} is in use by another server",
+                path.display()
+            )));
+        }
+        // A socket left by a process that died; ours to replace.
+        std::fs::remove_file(path).map_err(|e| {
+            RpcError::config(format!(
+                "cannot remove stale socket {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    UnixListener::bind(path)
+        .map_err(|e| RpcError::config(format!("cannot listen on {}: {e}", path.display())))
+}
+
+// === accepting ===
+
+/// The two listener kinds behind one accept loop.
+trait Listener: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(
+        &self,
+    ) -> impl Future<Output = std::io::Result<(Self::Io, Option<SocketAddr>)>> + Send;
+}
+
+struct Tcp(TcpListener);
+struct Unix(UnixListener);
+
+impl Listener for Tcp {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (s, addr) = self.0.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((s, Some(addr)))
+    }
+}
+
+impl Listener for Unix {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (s, _) = self.0.accept().await?;
+        Ok((s, None))
+    }
+}
+
+async fn accept_loop<L: Listener>(
+    listener: L,
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = stopped(&mut shutdown) => return,
+        };
+        let (io, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                if let Some(n) = shared.warnings.allow() {
+                    tracing::warn!(error = %e, suppressed = n, "Accept failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
+            if let Some(n) = shared.warnings.allow() {
+                tracing::warn!(peer.addr = ?remote, limit = shared.limits.max_connections, suppressed = n, "Connection refused: too many connections");
+            }
+            drop(io);
+            continue;
+        };
+        let span = tracing::info_span!("conn", peer.addr = ?remote, peer.subject = field::Empty);
+        let task = connection(
+            io,
+            remote,
+            Arc::clone(&shared),
+            acceptor.clone(),
+            router.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(
+            async move {
+                task.await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: I,
+    remote: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(io));
+    // A peer that never finishes its handshake must not hold up shutdown.
+    let handshake = tokio::select! {
+        r = handshake => r,
+        () = stopped(&mut shutdown) => return,
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            if let Some(n) = shared.warnings.allow() {
+                tracing::warn!(error = %e, suppressed = n, "TLS handshake failed");
+            }
+            return;
+        }
+        Err(_) => {
+            if let Some(n) = shared.warnings.allow() {
+                tracing::warn!(suppressed = n, "TLS handshake timed out");
+            }
+            return;
+        }
+    };
+    // rustls lists the peer's certificates leaf first; the leaf is the one whose key the
+    // handshake proved.
+    let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(leaf) => PeerIdentity::from_der(leaf.as_ref()),
+        None => Err(RpcError::Internal(
+            "no client certificate after a mandatory-auth handshake".into(),
+        )),
+    };
+    let peer = match peer {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            tracing::error!(error = %e, "Unusable peer certificate");
+            return;
+        }
+    };
+    tracing::Span::current().record("peer.subject", peer.subject());
+    tracing::debug!("Connection accepted");
+    let ctx = CallContext { peer, remote };
+    let service = TowerToHyperService::new(router.layer(Extension(ctx)));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => log_connection_end(r),
+        () = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            log_connection_end(conn.await);
+        }
+    }
+}
+
+/// Resolves once shutdown is asked for (or the server is gone), holding no watch guard across
+/// the caller's awaits.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn log_connection_end(r: Result<(), hyper::Error>) {
+    match r {
+        Ok(()) => tracing::debug!("Connection closed"),
+        Err(e) if e.is_timeout() => {
+            tracing::debug!("Connection closed: headers not received in time")
+        }
+        Err(e) => tracing::debug!(error = %e, "Connection closed"),
+    }
+}
+
+// === one request ===
+
+async fn rpc(
+    State(shared): State<Arc<Shared>>,
+    Extension(ctx): Extension<CallContext>,
+    req: Request,
+) -> Response {
+    let limits = &shared.limits;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return too_large(limits.max_body_bytes);
+    }
+    let body = Limited::new(req.into_body(), limits.max_body_bytes);
+    let bytes = match tokio::time::timeout(limits.body_timeout, body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return too_large(limits.max_body_bytes);
+        }
+        Ok(Err(_)) => {
+            return (StatusCode::BAD_REQUEST, "request body could not be read\n").into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:?}\n",
+                    limits.body_timeout
+                ),
+            )
+                .into_response();
+        }
+    };
+    let started = Instant::now();
+    let xml_limits = geni_xmlrpc::Limits {
+        max_depth: limits.max_xml_depth,
+        max_bytes: limits.max_body_bytes,
+    };
+    match std::str::from_utf8(&bytes) {
+        Err(e) => {
+            let position = e.valid_up_to() as u64;
+            let err = geni_xmlrpc::XmlRpcError::Malformed {
+                message: "request body is not UTF-8".into(),
+                position,
+            };
+            fault_response(&RpcError::Parse(err), "?")
+        }
+        Ok(text) => match geni_xmlrpc::parse_method_call(text, &xml_limits) {
+            Err(e) => fault_response(&RpcError::Parse(e), "?"),
+            Ok(call) => {
+                let method = call.method.clone();
+                let outcome = shared.dispatcher.dispatch(ctx, call).await;
+                match &outcome {
+                    geni_xmlrpc::MethodResponse::Success(_) => {
+                        tracing::info!(method = %method, outcome = "ok", elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "Call")
+                    }
+                    geni_xmlrpc::MethodResponse::Fault(f) => {
+                        tracing::info!(method = %method, outcome = "fault", fault.code = f.code, fault.message = %f.string, "Call")
+                    }
+                }
+                encode(&outcome)
+            }
+        },
+    }
+}
+
+fn fault_response(err: &RpcError, method: &str) -> Response {
+    let fault = crate::fault_of(err);
+    tracing::info!(method, outcome = "fault", fault.code = fault.code, fault.message = %fault.string, "Call");
+    encode(&geni_xmlrpc::MethodResponse::Fault(fault))
+}
+
+fn encode(outcome: &geni_xmlrpc::MethodResponse) -> Response {
+    match geni_xmlrpc::write_method_response(outcome) {
+        Ok(xml) => ([(header::CONTENT_TYPE, "text/xml")], xml).into_response(),
+        Err(e) => {
+            // A handler returned something XML-RPC cannot carry (NaN, a control character).
+            tracing::error!(error = %e, "Response not encodable");
+            let fault = geni_xmlrpc::MethodResponse::Fault(crate::fault_of(&RpcError::Internal(
+                e.to_string(),
+            )));
+            match geni_xmlrpc::write_method_response(&fault) {
+                Ok(xml) => ([(header::CONTENT_TYPE, "text/xml")], xml).into_response(),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body over the limit of {limit} bytes\n"),
+    )
+        .into_response()
+}
+
+// === rate-limited warnings ===
+
+/// Lets one warning through per interval and counts the ones it held back, so that a peer
+/// cannot flood the log (or journald) by failing handshakes.
+#[derive(Debug)]
+struct RateLimit {
+    interval_ms: u64,
+    epoch: Instant,
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            epoch: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed since the last one)` when a warning may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}

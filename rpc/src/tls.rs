@@ -1,0 +1,443 @@
+//! TLS for the Geni protocol: who may connect and how the handshake proves key possession.
+//!
+//! Geniwrapper trusts no certificate authority at the TLS layer: a client presents any
+//! certificate (2008 clients present self-signed X.509 v1 certificates with 1024-bit keys signed
+//! with md5), the handshake's CertificateVerify proves it holds that certificate's key, and the
+//! application then compares the key with the caller GID inside the credential. webpki parses
+//! neither v1 certificates nor, with ring, RSA keys under 2048 bits, so this module checks
+//! handshake signatures with OpenSSL against the certificate's public key alone, and signs our own
+//! side with OpenSSL too (2008-shaped authority keys are 1024-bit). Trust in a key is decided by
+//! the application, never by its size here.
+//!
+//! Clients authenticate the server by pinning its key or certificate; accepting any server is a
+//! `danger_` choice that must be named.
+
+use std::sync::Arc;
+
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::rsa::Padding;
+use openssl::sign::{RsaPssSaltlen, Signer as OsslSigner, Verifier as OsslVerifier};
+use openssl::x509::X509;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, Signer, SigningKey};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, Error as TlsError, SignatureAlgorithm,
+    SignatureScheme,
+};
+
+use crate::RpcError;
+
+/// Schemes we verify and offer, strongest first.
+const SCHEMES: [SignatureScheme; 9] = [
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PSS_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA512,
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::ED25519,
+];
+
+/// Our own identity on a TLS connection: a private key and the certificate chain to present.
+#[derive(Debug, Clone)]
+pub struct TlsIdentity {
+    certified: Arc<CertifiedKey>,
+}
+
+/// How a client decides to trust the server it reached.
+#[derive(Debug, Clone)]
+pub enum ServerAuth {
+    /// The server must present exactly this key (SubjectPublicKeyInfo DER), for example the one
+    /// in the node's or registry's GID.
+    PinnedKey(Vec<u8>),
+    /// The server must present exactly this certificate (DER).
+    PinnedCertificate(Vec<u8>),
+    /// Any server certificate; the handshake still proves the server holds its key, but nothing
+    /// says whose key that is. What 2008's clients did; use only where the network is trusted.
+    DangerAcceptAny,
+}
+
+// === impl TlsIdentity ===
+
+impl TlsIdentity {
+    /// From a PEM private key (PKCS#1 or PKCS#8, any RSA size) and a PEM certificate chain, leaf
+    /// first (a GID file works: `-----parent-----` separators are skipped).
+    pub fn from_pem(key_pem: &[u8], chain_pem: &str) -> Result<Self, RpcError> {
+        let key = PKey::private_key_from_pem(key_pem)
+            .map_err(|e| RpcError::config(format!("TLS private key: {e}")))?;
+        let chain = pem_chain(chain_pem)?;
+        let leaf = X509::from_der(chain[0].as_ref())
+            .map_err(|e| RpcError::config(format!("TLS certificate: {e}")))?;
+        let leaf_key = leaf
+            .public_key()
+            .map_err(|e| RpcError::config(format!("TLS certificate: {e}")))?;
+        if !key.public_eq(&leaf_key) {
+            return Err(RpcError::config(
+                "the TLS private key does not match the certificate",
+            ));
+        }
+        let signing: Arc<dyn SigningKey> = Arc::new(OpensslKey::new(key)?);
+        Ok(Self {
+            certified: Arc::new(CertifiedKey::new(chain, signing)),
+        })
+    }
+
+    pub(crate) fn certified(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.certified)
+    }
+
+    /// The leaf certificate (DER).
+    pub fn certificate_der(&self) -> &[u8] {
+        self.certified.cert.first().map_or(&[], |c| c.as_ref())
+    }
+}
+
+/// Splits PEM text into certificates, skipping anything between blocks (such as 2008's
+/// `-----parent-----`).
+fn pem_chain(text: &str) -> Result<Vec<CertificateDer<'static>>, RpcError> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            return Err(RpcError::config("TLS certificate chain: truncated PEM"));
+        };
+        let block = &rest[start..start + len + END.len()];
+        let x509 = X509::from_pem(block.as_bytes())
+            .map_err(|e| RpcError::config(format!("TLS certificate chain: {e}")))?;
+        let der = x509
+            .to_der()
+            .map_err(|e| RpcError::config(format!("TLS certificate chain: {e}")))?;
+        out.push(CertificateDer::from(der));
+        rest = &rest[start + len + END.len()..];
+    }
+    if out.is_empty() {
+        return Err(RpcError::config(
+            "TLS certificate chain: no PEM certificate",
+        ));
+    }
+    Ok(out)
+}
+
+// === signing with OpenSSL ===
+
+#[derive(Debug)]
+struct OpensslKey {
+    key: PKey<Private>,
+}
+
+#[derive(Debug)]
+struct OpensslSigner {
+    key: PKey<Private>,
+    scheme: SignatureScheme,
+}
+
+impl OpensslKey {
+    fn new(key: PKey<Private>) -> Result<Self, RpcError> {
+        if key.id() != Id::RSA {
+            return Err(RpcError::config("only RSA keys are supported for TLS"));
+        }
+        Ok(Self { key })
+    }
+}
+
+impl SigningKey for OpensslKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        // RSA schemes in our order of preference; TLS 1.3 peers offer only the PSS ones.
+        SCHEMES
+            .iter()
+            .take(6)
+            .find(|s| offered.contains(s))
+            .map(|&scheme| {
+                Box::new(OpensslSigner {
+                    key: self.key.clone(),
+                    scheme,
+                }) as Box<dyn Signer>
+            })
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::RSA
+    }
+}
+
+impl Signer for OpensslSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, TlsError> {
+        let fail = |e: openssl::error::ErrorStack| TlsError::General(format!("signing: {e}"));
+        let (md, pss) =
+            rsa_params(self.scheme).ok_or(TlsError::General("unsupported scheme".into()))?;
+        let mut s = OsslSigner::new(md, &self.key).map_err(fail)?;
+        if pss {
+            s.set_rsa_padding(Padding::PKCS1_PSS).map_err(fail)?;
+            s.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)
+                .map_err(fail)?;
+            s.set_rsa_mgf1_md(md).map_err(fail)?;
+        }
+        s.sign_oneshot_to_vec(message).map_err(fail)
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.scheme
+    }
+}
+
+/// Digest and whether PSS, for the RSA schemes.
+fn rsa_params(scheme: SignatureScheme) -> Option<(MessageDigest, bool)> {
+    Some(match scheme {
+        SignatureScheme::RSA_PKCS1_SHA256 => (MessageDigest::sha256(), false),
+        SignatureScheme::RSA_PKCS1_SHA384 => (MessageDigest::sha384(), false),
+        SignatureScheme::RSA_PKCS1_SHA512 => (MessageDigest::sha512(), false),
+        SignatureScheme::RSA_PSS_SHA256 => (MessageDigest::sha256(), true),
+        SignatureScheme::RSA_PSS_SHA384 => (MessageDigest::sha384(), true),
+        SignatureScheme::RSA_PSS_SHA512 => (MessageDigest::sha512(), true),
+        _ => return None,
+    })
+}
+
+// === verifying handshake signatures with OpenSSL ===
+
+/// Checks a CertificateVerify (or ServerKeyExchange) signature against the certificate's public
+/// key alone: no chain, no name, no key-size floor.
+fn verify_signature(
+    cert: &CertificateDer<'_>,
+    message: &[u8],
+    dss: &DigitallySignedStruct,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, TlsError> {
+    let scheme = dss.scheme;
+    let pkcs1 = matches!(
+        scheme,
+        SignatureScheme::RSA_PKCS1_SHA256
+            | SignatureScheme::RSA_PKCS1_SHA384
+            | SignatureScheme::RSA_PKCS1_SHA512
+    );
+    if !SCHEMES.contains(&scheme) || (tls13 && pkcs1) {
+        return Err(TlsError::PeerMisbehaved(
+            rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+        ));
+    }
+    let key = public_key(cert)?;
+    let bad = || TlsError::InvalidCertificate(rustls::CertificateError::BadSignature);
+    let ok = match (scheme, key.id()) {
+        (s, Id::RSA) if rsa_params(s).is_some() => {
+            let (md, pss) = rsa_params(s).ok_or_else(bad)?;
+            let mut v = OsslVerifier::new(md, &key).map_err(|_| bad())?;
+            if pss {
+                v.set_rsa_padding(Padding::PKCS1_PSS).map_err(|_| bad())?;
+                v.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)
+                    .map_err(|_| bad())?;
+                v.set_rsa_mgf1_md(md).map_err(|_| bad())?;
+            }
+            v.verify_oneshot(dss.signature(), message).unwrap_or(false)
+        }
+        (SignatureScheme::ECDSA_NISTP256_SHA256, Id::EC) => {
+            ec_verify(&key, MessageDigest::sha256(), message, dss)
+        }
+        (SignatureScheme::ECDSA_NISTP384_SHA384, Id::EC) => {
+            ec_verify(&key, MessageDigest::sha384(), message, dss)
+        }
+        (SignatureScheme::ED25519, Id::ED25519) => OsslVerifier::new_without_digest(&key)
+            .and_then(|mut v| v.verify_oneshot(dss.signature(), message))
+            .unwrap_or(false),
+        _ => false,
+    };
+    if ok {
+        Ok(HandshakeSignatureValid::assertion())
+    } else {
+        Err(bad())
+    }
+}
+
+fn ec_verify(
+    key: &PKey<Public>,
+    md: MessageDigest,
+    message: &[u8],
+    dss: &DigitallySignedStruct,
+) -> bool {
+    OsslVerifier::new(md, key)
+        .and_then(|mut v| v.verify_oneshot(dss.signature(), message))
+        .unwrap_or(false)
+}
+
+fn public_key(cert: &CertificateDer<'_>) -> Result<PKey<Public>, TlsError> {
+    X509::from_der(cert.as_ref())
+        .and_then(|x| x.public_key())
+        .map_err(|_| TlsError::InvalidCertificate(rustls::CertificateError::BadEncoding))
+}
+
+// === server side: any client certificate ===
+
+/// Requires a client certificate, accepts any issuer, checks only that it parses. Who the client
+/// is gets decided by the application from the certificate's key.
+#[derive(Debug)]
+pub(crate) struct AnyClientCert;
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, TlsError> {
+        public_key(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_signature(cert, message, dss, false)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_signature(cert, message, dss, true)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        SCHEMES.to_vec()
+    }
+}
+
+// === client side: the pinned server ===
+
+#[derive(Debug)]
+pub(crate) struct ServerVerifier {
+    auth: ServerAuth,
+}
+
+impl ServerVerifier {
+    pub(crate) fn new(auth: ServerAuth) -> Self {
+        Self { auth }
+    }
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let mismatch = || {
+            TlsError::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+        };
+        match &self.auth {
+            ServerAuth::DangerAcceptAny => {
+                public_key(end_entity)?;
+            }
+            ServerAuth::PinnedCertificate(der) => {
+                if end_entity.as_ref() != der.as_slice() {
+                    return Err(mismatch());
+                }
+            }
+            ServerAuth::PinnedKey(spki) => {
+                let key = public_key(end_entity)?;
+                let presented = key.public_key_to_der().map_err(|_| mismatch())?;
+                if presented != *spki {
+                    return Err(mismatch());
+                }
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_signature(cert, message, dss, false)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_signature(cert, message, dss, true)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        SCHEMES.to_vec()
+    }
+}
+
+// === configs ===
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server's TLS configuration: TLS 1.2 and 1.3, client certificate mandatory.
+pub(crate) fn server_config(identity: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>, RpcError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| RpcError::config(format!("TLS: {e}")))?
+        .with_client_cert_verifier(Arc::new(AnyClientCert))
+        .with_cert_resolver(Arc::new(Fixed(identity.certified())));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client's TLS configuration presenting `identity` and trusting the server per `auth`.
+pub(crate) fn client_config(
+    identity: Option<&TlsIdentity>,
+    auth: ServerAuth,
+) -> Result<Arc<rustls::ClientConfig>, RpcError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| RpcError::config(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(auth)));
+    let config = match identity {
+        Some(id) => builder.with_client_cert_resolver(Arc::new(Fixed(id.certified()))),
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Always the same certificate and key, on both sides.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Fixed {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
