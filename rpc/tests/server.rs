@@ -1,0 +1,1558 @@
+//! Integration tests of the HTTPS XML-RPC server as a peer sees it: client certificates (X.509 v3
+//! and v1, over TLS 1.2 and 1.3) bound to the caller with proof of key possession, refusal of
+//! impostors and of certificate-less clients, the caller-GID check, the `system.*` methods and
+//! multicall, the HTTP shape 2008's `httplib` clients send, every request limit (body size,
+//! chunked bodies, XML depth, DOCTYPE/entities, slow headers, slow bodies, connection count,
+//! silent handshakes), malformed bodies, a panicking handler, graceful shutdown (including a
+//! shutdown asked for before `serve()` runs, and peers stuck before their handshake), the Unix
+//! socket listener, and interop with Python 3's `xmlrpc.client` presenting both a modern
+//! certificate and a 2008-shaped v1/md5/RSA-1024 one. Clients are written here on raw rustls and
+//! raw HTTP bytes, so that nothing in `geni-rpc`'s own client code can hide a server bug; every
+//! wait is bounded so that a bug fails a test instead of hanging CI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{self, Read as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use geni_rpc::{
+    CallContext, Dispatcher, Limits, RpcError, Server, ServerOptions, ShutdownHandle, TlsIdentity,
+};
+use geni_trust::{CertMode, ChainForm, Gid, Hierarchy, Hrn, Keypair};
+use geni_xmlrpc::{Fault, MethodCall, MethodResponse, Struct, Value};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WantsClientCert};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, ProtocolVersion, SignatureScheme,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Upper bound on any one exchange: far above what a local call takes, far below a CI timeout.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The short limits the limit tests set, and the least a timed-out peer must have waited.
+const SHORT: Duration = Duration::from_millis(300);
+const SHORT_FLOOR: Duration = Duration::from_millis(250);
+const SMALL_BODY: usize = 64 * 1024;
+
+// === certificates ===
+
+/// A GID and the private key that goes with it.
+#[derive(Debug)]
+struct Identity {
+    gid: Gid,
+    key_pem: Vec<u8>,
+}
+
+/// Every identity the tests use, made once: RSA key generation is the slow part of this file.
+#[derive(Debug)]
+struct Pki {
+    /// The server's identity: a modern authority (v3, sha256, RSA-2048) with its parent chain.
+    server: Identity,
+    /// A 2008-shaped authority (v1, md5, RSA-1024, self-signed) as the server for 2008 peers.
+    server_2008: Identity,
+    /// A modern user GID (v3, sha256, RSA-2048).
+    alice: Identity,
+    /// Another modern user: the "other GID" and the "other key".
+    bob: Identity,
+    /// An X.509 v1, md5-signed GID with a 2048-bit key, which ring can sign handshakes with.
+    carol_v1: Identity,
+    /// A GID exactly as 2008 users had: v1, md5, RSA-1024 (only Python/OpenSSL can use it).
+    dave_2008: Identity,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        // Everything is loaded into memory, so the directory can go at once (a static is never
+        // dropped, and a TempDir inside it would stay on disk).
+        let dir = tempfile::tempdir().unwrap();
+        let modern = Hierarchy::new(dir.path().join("modern"));
+        let site = modern.create_authority(&hrn("plc.site"), true).unwrap();
+        let compat = Hierarchy::new(dir.path().join("compat")).with_mode(CertMode::Compat2008);
+        let gw = compat.create_authority(&hrn("gw"), false).unwrap();
+        let user = |h: &Hierarchy, name: &str, bits: u32| {
+            let key = Keypair::generate(bits).unwrap();
+            let gid = h.create_gid(&hrn(name), None, &key.public_key()).unwrap();
+            Identity {
+                gid,
+                key_pem: key.to_pem().unwrap(),
+            }
+        };
+        Pki {
+            server: Identity {
+                gid: site.gid,
+                key_pem: site.key.to_pem().unwrap(),
+            },
+            server_2008: Identity {
+                gid: gw.gid,
+                key_pem: gw.key.to_pem().unwrap(),
+            },
+            alice: user(&modern, "plc.site.alice", 2048),
+            bob: user(&modern, "plc.site.bob", 2048),
+            carol_v1: user(&compat, "gw.carol", 2048),
+            dave_2008: user(&compat, "gw.dave", 1024),
+        }
+    })
+}
+
+fn hrn(s: &str) -> Hrn {
+    Hrn::parse(s).unwrap()
+}
+
+impl Identity {
+    fn hrn(&self) -> &str {
+        self.gid.hrn().as_str()
+    }
+
+    /// DER certificates, leaf first, as a TLS client presents them.
+    fn chain_der(&self) -> Vec<CertificateDer<'static>> {
+        let mut chain = Vec::new();
+        let mut next = Some(&self.gid);
+        while let Some(gid) = next {
+            chain.push(CertificateDer::from(gid.certificate().der().to_vec()));
+            next = gid.parent();
+        }
+        chain
+    }
+
+    /// The GID file's text (2008 separator form), which is also what `caller_check` takes.
+    fn chain_pem(&self) -> String {
+        self.gid.to_chain_string(ChainForm::Separator).unwrap()
+    }
+
+    fn spki_sha1(&self) -> String {
+        hex(&openssl::sha::sha1(self.gid.public_key().spki_der()))
+    }
+
+    fn tls_identity(&self) -> TlsIdentity {
+        TlsIdentity::from_pem(&self.key_pem, &self.chain_pem()).unwrap()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// === the server under test ===
+
+#[derive(Debug)]
+struct TestServer {
+    addr: Option<SocketAddr>,
+    shutdown: ShutdownHandle,
+    serving: JoinHandle<Result<(), RpcError>>,
+    /// Told when a `slow` call has reached its handler, so a test knows it is in flight.
+    slow_started: Arc<Notify>,
+}
+
+impl TestServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr.expect("the server listens on TCP")
+    }
+}
+
+async fn start(limits: Limits) -> TestServer {
+    start_with(limits, true, None, &pki().server).await
+}
+
+async fn start_with(
+    limits: Limits,
+    tcp: bool,
+    unix: Option<PathBuf>,
+    identity: &Identity,
+) -> TestServer {
+    let slow_started = Arc::new(Notify::new());
+    let options = ServerOptions {
+        tcp: tcp.then(|| "127.0.0.1:0".parse().unwrap()),
+        unix,
+        limits,
+    };
+    let server = Server::bind(options, &identity.tls_identity(), dispatcher(&slow_started))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let shutdown = server.shutdown_handle();
+    let serving = tokio::spawn(server.serve());
+    TestServer {
+        addr,
+        shutdown,
+        serving,
+        slow_started,
+    }
+}
+
+fn dispatcher(slow_started: &Arc<Notify>) -> Dispatcher {
+    let mut d = Dispatcher::new();
+    d.register(
+        "echo",
+        "echo(...): its parameters, as an array.",
+        |_ctx: CallContext, params: Vec<Value>| async move { Ok(Value::Array(params)) },
+    );
+    d.register(
+        "whoami",
+        "whoami(): the TLS peer's subject CN and SPKI SHA-1.",
+        |ctx: CallContext, _params: Vec<Value>| async move {
+            let remote = ctx
+                .remote
+                .map_or(Value::Nil, |a| Value::String(a.to_string()));
+            let s = Struct::new()
+                .with("subject", ctx.peer.subject())
+                .with("spki_sha1", hex(&openssl::sha::sha1(ctx.peer.spki())))
+                .with("remote", remote);
+            Ok(Value::Struct(s))
+        },
+    );
+    let started = Arc::clone(slow_started);
+    d.register(
+        "slow",
+        "slow(ms): answers after ms milliseconds.",
+        move |_ctx: CallContext, params: Vec<Value>| {
+            let started = Arc::clone(&started);
+            async move {
+                let ms = params
+                    .first()
+                    .and_then(Value::as_i64)
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .ok_or_else(|| RpcError::invalid_params("slow", "takes milliseconds"))?;
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(Value::Int(i64::try_from(ms).unwrap()))
+            }
+        },
+    );
+    d.register(
+        "fail",
+        "fail(): always 'x not found'.",
+        |_ctx: CallContext, _p: Vec<Value>| async { Err(RpcError::NotFound("x".into())) },
+    );
+    d.register(
+        "panic",
+        "panic(): a handler bug.",
+        |_ctx: CallContext, _p: Vec<Value>| async {
+            // The `Ok` after it only gives the block its type.
+            if true {
+                panic!("a handler bug, on purpose");
+            }
+            Ok(Value::Nil)
+        },
+    );
+    d.register(
+        "caller_check",
+        "caller_check(gid): true when the TLS peer holds the GID's key.",
+        |ctx: CallContext, params: Vec<Value>| async move {
+            let [Value::String(pem)] = params.as_slice() else {
+                return Err(RpcError::invalid_params(
+                    "caller_check",
+                    "takes one GID string",
+                ));
+            };
+            let gid = Gid::parse(pem)?;
+            ctx.peer.require_caller(&gid)?;
+            Ok(Value::Bool(true))
+        },
+    );
+    d
+}
+
+/// A good call still works: the server survived whatever the test just did to it.
+async fn assert_serving(server: &TestServer) {
+    let me = &pki().alice;
+    let who = call_ok(
+        server.addr(),
+        &Client::presenting(me, Tls::V13),
+        "whoami",
+        vec![],
+    )
+    .await;
+    assert_eq!(member(&who, "subject").as_str(), Some(me.hrn()));
+}
+
+// === a raw TLS client ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    V12,
+    V13,
+}
+
+/// A rustls client config: which TLS version, and which certificate and key, if any, it presents.
+#[derive(Debug, Clone)]
+struct Client {
+    config: Arc<ClientConfig>,
+}
+
+impl Client {
+    /// Presents `id`'s certificate chain and proves it holds `id`'s key.
+    fn presenting(id: &Identity, version: Tls) -> Self {
+        Self::impostor(id, id, version)
+    }
+
+    /// Presents `cert_of`'s certificate chain but signs the handshake with `key_of`'s key.
+    /// `with_client_auth_cert` would refuse the pair, so a resolver hands rustls the mismatch.
+    fn impostor(cert_of: &Identity, key_of: &Identity, version: Tls) -> Self {
+        let pkey = openssl::pkey::PKey::private_key_from_pem(&key_of.key_pem).unwrap();
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            pkey.private_key_to_pkcs8().unwrap(),
+        ));
+        // ring signs with RSA keys of 2048 bits and more only; 1024-bit peers are Python's job.
+        let key = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+        let certified = Arc::new(CertifiedKey::new(cert_of.chain_der(), key));
+        let config = builder(version).with_client_cert_resolver(Arc::new(Present(certified)));
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Presents no certificate at all.
+    fn anonymous(version: Tls) -> Self {
+        Self {
+            config: Arc::new(builder(version).with_no_client_auth()),
+        }
+    }
+
+    async fn connect<S>(&self, io: S) -> io::Result<TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from("localhost").unwrap();
+        TlsConnector::from(Arc::clone(&self.config))
+            .connect(name, io)
+            .await
+    }
+}
+
+fn builder(version: Tls) -> ConfigBuilder<ClientConfig, WantsClientCert> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match version {
+        Tls::V12 => &[&rustls::version::TLS12],
+        Tls::V13 => &[&rustls::version::TLS13],
+    };
+    ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+}
+
+/// Accepts any server: the server's certificate is the test's own, and what is under test is the
+/// server's treatment of clients.
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Always the same (possibly mismatched) certificate and key.
+#[derive(Debug)]
+struct Present(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for Present {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+// === raw HTTP ===
+
+#[derive(Debug)]
+struct HttpResponse {
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    version: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// What the TLS handshake negotiated.
+    tls: Option<ProtocolVersion>,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+
+    fn xmlrpc(&self) -> MethodResponse {
+        assert_eq!(
+            self.status,
+            200,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        geni_xmlrpc::parse_method_response(self.text(), &geni_xmlrpc::Limits::default()).unwrap()
+    }
+}
+
+/// A request as 2008's Python 2 `httplib`/`xmlrpclib` sent it: HTTP/1.0, no Host header,
+/// `Accept-Encoding: gzip`.
+fn post_2008(path: &str, body: impl AsRef<[u8]>) -> Vec<u8> {
+    let body = body.as_ref();
+    let mut request = format!(
+        "POST {path} HTTP/1.0\r\nUser-Agent: xmlrpclib.py/1.0.1 (by www.pythonware.com)\r\n\
+         Content-Type: text/xml\r\nContent-Length: {}\r\nAccept-Encoding: gzip\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// An HTTP/1.1 request that leaves the connection open.
+fn post_keep_alive(body: &str) -> Vec<u8> {
+    format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn call_body(method: &str, params: Vec<Value>) -> String {
+    geni_xmlrpc::write_method_call(&MethodCall {
+        method: method.to_owned(),
+        params,
+    })
+    .unwrap()
+}
+
+/// The response in `buf`, when it is complete (`eof`: the peer closed after it).
+fn parse_response(buf: &[u8], eof: bool) -> Option<HttpResponse> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut status_line = lines.next()?.splitn(3, ' ');
+    let version = status_line.next()?.to_owned();
+    let status = status_line.next()?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let body = &buf[end + 4..];
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let complete = match length {
+        Some(n) => body.len() >= n,
+        None => eof,
+    };
+    complete.then(|| HttpResponse {
+        version,
+        status,
+        body: body[..length.unwrap_or(body.len())].to_vec(),
+        headers,
+        tls: None,
+    })
+}
+
+/// Reads one response: up to its Content-Length, or to the end of the connection.
+async fn read_response<S: AsyncRead + Unpin>(io: &mut S) -> Result<HttpResponse, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match io.read(&mut chunk).await {
+            Ok(0) if buf.is_empty() => return Err("closed without a response".into()),
+            Ok(0) => {
+                return parse_response(&buf, true).ok_or_else(|| {
+                    format!("closed mid-response: {:?}", String::from_utf8_lossy(&buf))
+                });
+            }
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(r) = parse_response(&buf, false) {
+                    return Ok(r);
+                }
+            }
+            // A peer that closes without close_notify after a close-delimited response.
+            Err(e) => return parse_response(&buf, true).ok_or_else(|| format!("read: {e}")),
+        }
+    }
+}
+
+/// A TLS connection to `addr`, for tests that hold one open or write to it by hand.
+async fn open(addr: SocketAddr, client: &Client) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    timeout(IO_TIMEOUT, client.connect(tcp))
+        .await
+        .expect("handshake timed out")
+        .unwrap()
+}
+
+/// Sends `request` on `tls` and reads the answer.
+async fn round_trip<S>(tls: &mut TlsStream<S>, request: &[u8]) -> Result<HttpResponse, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tls.write_all(request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    tls.flush().await.map_err(|e| format!("flush: {e}"))?;
+    let mut response = read_response(tls).await?;
+    response.tls = tls.get_ref().1.protocol_version();
+    Ok(response)
+}
+
+/// One request on a new connection over `io`; `Err` names the step that failed.
+async fn exchange_over<S>(io: S, client: &Client, request: &[u8]) -> Result<HttpResponse, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let work = async {
+        let mut tls = client
+            .connect(io)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        round_trip(&mut tls, request).await
+    };
+    timeout(IO_TIMEOUT, work)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    client: &Client,
+    request: &[u8],
+) -> Result<HttpResponse, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    exchange_over(tcp, client, request).await
+}
+
+async fn call(
+    addr: SocketAddr,
+    client: &Client,
+    method: &str,
+    params: Vec<Value>,
+) -> MethodResponse {
+    let response = exchange(addr, client, &post_2008("/", call_body(method, params))).await;
+    response
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+        .xmlrpc()
+}
+
+async fn call_ok(addr: SocketAddr, client: &Client, method: &str, params: Vec<Value>) -> Value {
+    match call(addr, client, method, params).await {
+        MethodResponse::Success(v) => v,
+        MethodResponse::Fault(f) => panic!("{method}: fault {f:?}"),
+    }
+}
+
+async fn call_fault(addr: SocketAddr, client: &Client, method: &str, params: Vec<Value>) -> Fault {
+    match call(addr, client, method, params).await {
+        MethodResponse::Fault(f) => f,
+        MethodResponse::Success(v) => panic!("{method}: expected a fault, got {v:?}"),
+    }
+}
+
+/// A raw request's fault (the limit tests send documents `write_method_call` cannot make).
+async fn raw_fault(server: &TestServer, body: impl AsRef<[u8]>) -> Fault {
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    match exchange(server.addr(), &client, &post_2008("/", body))
+        .await
+        .unwrap()
+        .xmlrpc()
+    {
+        MethodResponse::Fault(f) => f,
+        MethodResponse::Success(v) => panic!("expected a fault, got {v:?}"),
+    }
+}
+
+fn member<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v.as_struct()
+        .and_then(|s| s.get(name))
+        .unwrap_or_else(|| panic!("no member {name} in {v:?}"))
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+/// Waits for the peer to end the connection; how long that took, or `None` if it did not
+/// within `limit`. Whatever it sent before closing is returned too.
+async fn time_to_close<S: AsyncRead + Unpin>(
+    io: &mut S,
+    limit: Duration,
+) -> Option<(Duration, Vec<u8>)> {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let read_all = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    timeout(limit, read_all).await.ok()?;
+    Some((started.elapsed(), received))
+}
+
+// === 1. client certificates ===
+
+#[tokio::test]
+async fn v3_and_v1_client_certificates_over_tls13_and_tls12() {
+    let server = start(Limits::default()).await;
+    let pki = pki();
+    // The fixtures are what they claim to be.
+    assert_eq!(pki.alice.gid.certificate().version(), 3);
+    assert_eq!(pki.carol_v1.gid.certificate().version(), 1);
+    assert_eq!(
+        pki.carol_v1.gid.certificate().signature_algorithm(),
+        "md5WithRSAEncryption"
+    );
+    for id in [&pki.alice, &pki.carol_v1] {
+        for version in [Tls::V13, Tls::V12] {
+            let client = Client::presenting(id, version);
+            let request = post_2008("/", call_body("whoami", vec![]));
+            let response = exchange(server.addr(), &client, &request).await.unwrap();
+            let expected = match version {
+                Tls::V12 => ProtocolVersion::TLSv1_2,
+                Tls::V13 => ProtocolVersion::TLSv1_3,
+            };
+            assert_eq!(response.tls, Some(expected));
+            let MethodResponse::Success(who) = response.xmlrpc() else {
+                panic!("whoami faulted")
+            };
+            let case = format!("{} over {version:?}", id.hrn());
+            assert_eq!(member(&who, "subject").as_str(), Some(id.hrn()), "{case}");
+            assert_eq!(
+                member(&who, "spki_sha1").as_str(),
+                Some(id.spki_sha1().as_str()),
+                "{case}"
+            );
+            assert!(
+                member(&who, "remote")
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("127.0.0.1:"))
+            );
+            let echoed = call_ok(server.addr(), &client, "echo", vec![Value::Int(7)]).await;
+            assert_eq!(echoed, Value::Array(vec![Value::Int(7)]), "{case}");
+        }
+    }
+}
+
+// === 2. proof of possession ===
+
+#[tokio::test]
+async fn certificate_without_its_key_is_refused() {
+    let server = start(Limits::default()).await;
+    let pki = pki();
+    for version in [Tls::V13, Tls::V12] {
+        // Alice's certificate, Bob's key: the CertificateVerify cannot check out.
+        let client = Client::impostor(&pki.alice, &pki.bob, version);
+        let request = post_2008("/", call_body("whoami", vec![]));
+        let outcome = exchange(server.addr(), &client, &request).await;
+        // The server's alert names the failed CertificateVerify.
+        let err = outcome.expect_err("an impostor got an answer");
+        assert!(
+            err.contains("DecryptError"),
+            "impostor over {version:?}: {err}"
+        );
+        assert_serving(&server).await;
+    }
+}
+
+// === 3. no client certificate ===
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let server = start(Limits::default()).await;
+    for version in [Tls::V13, Tls::V12] {
+        let request = post_2008("/", call_body("whoami", vec![]));
+        let outcome = exchange(server.addr(), &Client::anonymous(version), &request).await;
+        let err = outcome.expect_err("a client without a certificate got an answer");
+        assert!(
+            err.contains("CertificateRequired"),
+            "over {version:?}: {err}"
+        );
+        assert_serving(&server).await;
+    }
+}
+
+// === 4. caller GID bound to the TLS key ===
+
+#[tokio::test]
+async fn caller_gid_must_hold_the_tls_key() {
+    let server = start(Limits::default()).await;
+    let pki = pki();
+    let alice = Client::presenting(&pki.alice, Tls::V13);
+    let own = Value::String(pki.alice.chain_pem());
+    assert_eq!(
+        call_ok(server.addr(), &alice, "caller_check", vec![own]).await,
+        Value::Bool(true)
+    );
+
+    let other = Value::String(pki.bob.chain_pem());
+    let fault = call_fault(server.addr(), &alice, "caller_check", vec![other]).await;
+    assert_eq!(fault.code, 102, "{fault:?}");
+    let expected = format!("TLS client key does not match caller GID {}", pki.bob.hrn());
+    assert!(fault.string.contains(&expected), "{fault:?}");
+
+    // The same holds for a v1 certificate on TLS 1.2.
+    let carol = Client::presenting(&pki.carol_v1, Tls::V12);
+    let own = Value::String(pki.carol_v1.chain_pem());
+    assert_eq!(
+        call_ok(server.addr(), &carol, "caller_check", vec![own]).await,
+        Value::Bool(true)
+    );
+    let other = Value::String(pki.alice.chain_pem());
+    assert_eq!(
+        call_fault(server.addr(), &carol, "caller_check", vec![other])
+            .await
+            .code,
+        102
+    );
+
+    // A GID that does not parse is a "could not be read" fault, not a crash.
+    let junk = vec![Value::String("not a GID".into())];
+    assert_eq!(
+        call_fault(server.addr(), &alice, "caller_check", junk)
+            .await
+            .code,
+        100
+    );
+}
+
+// === 5. system.* and multicall ===
+
+#[tokio::test]
+async fn system_methods_and_multicall() {
+    let server = start(Limits::default()).await;
+    let (addr, client) = (server.addr(), Client::presenting(&pki().alice, Tls::V13));
+
+    let names = call_ok(addr, &client, "system.listMethods", vec![]).await;
+    let names = strings(&names);
+    for expected in [
+        "caller_check",
+        "echo",
+        "fail",
+        "slow",
+        "whoami",
+        "system.listMethods",
+        "system.methodHelp",
+        "system.multicall",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    let help = call_ok(addr, &client, "system.methodHelp", vec!["echo".into()]).await;
+    assert_eq!(
+        help.as_str(),
+        Some("echo(...): its parameters, as an array.")
+    );
+    let help = call_ok(
+        addr,
+        &client,
+        "system.methodHelp",
+        vec!["system.multicall".into()],
+    )
+    .await;
+    assert!(
+        help.as_str().unwrap().contains("system.multicall"),
+        "{help:?}"
+    );
+    let fault = call_fault(addr, &client, "system.methodHelp", vec!["nope".into()]).await;
+    assert_eq!(fault.code, -32601, "{fault:?}");
+    let fault = call_fault(addr, &client, "system.methodHelp", vec![]).await;
+    assert_eq!(fault.code, -32602, "{fault:?}");
+
+    let fault = call_fault(addr, &client, "no.such.method", vec![]).await;
+    assert_eq!(fault.code, -32601, "{fault:?}");
+    assert!(fault.string.contains("no.such.method"), "{fault:?}");
+
+    let one = |name: &str, params: Vec<Value>| {
+        Value::Struct(
+            Struct::new()
+                .with("methodName", name)
+                .with("params", Value::Array(params)),
+        )
+    };
+    let calls = Value::Array(vec![
+        one("echo", vec![Value::Int(1), "two".into()]),
+        one("fail", vec![]),
+        one("no.such.method", vec![]),
+        one(
+            "system.multicall",
+            vec![Value::Array(vec![one("echo", vec![])])],
+        ),
+    ]);
+    let results = call_ok(addr, &client, "system.multicall", vec![calls]).await;
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 4, "{results:?}");
+    let echoed = Value::Array(vec![Value::Int(1), "two".into()]);
+    assert_eq!(results[0], Value::Array(vec![echoed]));
+    for (result, code) in results[1..].iter().zip([105, -32601, -32602]) {
+        assert_eq!(
+            member(result, "faultCode").as_i64(),
+            Some(code),
+            "{result:?}"
+        );
+        assert!(
+            member(result, "faultString")
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        );
+    }
+    assert_eq!(
+        member(&results[1], "faultString").as_str(),
+        Some("x not found")
+    );
+}
+
+// === 6. HTTP as 2008 spoke it ===
+
+#[tokio::test]
+async fn http_shape_of_2008_clients() {
+    let server = start(Limits::default()).await;
+    let client = Client::presenting(&pki().alice, Tls::V12);
+    let params = vec![Value::Int(1), "deux".into(), Value::Nil];
+    let body = call_body("echo", params.clone());
+
+    for path in ["/", "/RPC2"] {
+        let mut tls = open(server.addr(), &client).await;
+        let request = post_2008(path, &body);
+        assert!(
+            !String::from_utf8_lossy(&request)
+                .to_ascii_lowercase()
+                .contains("host:")
+        );
+        let response = timeout(IO_TIMEOUT, round_trip(&mut tls, &request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        assert!(response.version.starts_with("HTTP/1."), "{response:?}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/xml"),
+            "{response:?}"
+        );
+        // Python 2's xmlrpclib neither asked for nor could read anything else.
+        assert_eq!(response.header("content-encoding"), None, "{response:?}");
+        assert_eq!(response.header("transfer-encoding"), None, "{response:?}");
+        let length = response
+            .header("content-length")
+            .map(|l| l.parse::<usize>().unwrap());
+        assert_eq!(length, Some(response.body.len()));
+        assert!(response.text().starts_with("<?xml"), "{response:?}");
+        assert_eq!(
+            response.xmlrpc(),
+            MethodResponse::Success(Value::Array(params.clone()))
+        );
+        // HTTP/1.0 without keep-alive: the server closes after the answer, as 2008's did.
+        let closed = time_to_close(&mut tls, IO_TIMEOUT).await;
+        assert!(
+            closed.is_some_and(|(_, rest)| rest.is_empty()),
+            "{path}: connection left open"
+        );
+    }
+
+    let get = b"GET / HTTP/1.0\r\n\r\n";
+    assert_eq!(
+        exchange(server.addr(), &client, get).await.unwrap().status,
+        405
+    );
+    let other = exchange(server.addr(), &client, &post_2008("/other", &body))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 404);
+    assert_serving(&server).await;
+}
+
+// === 7. limits ===
+
+/// Writes `request` while reading the answer, as a client streaming a large body would: the
+/// server may answer (and stop reading) before the body is all sent.
+async fn send_streaming(server: &TestServer, request: Vec<u8>) -> Result<HttpResponse, String> {
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let tls = open(server.addr(), &client).await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let writing = tokio::spawn(async move {
+        // The server may close mid-body once it has answered; that is fine.
+        let _ = writer.write_all(&request).await;
+        let _ = writer.flush().await;
+        writer
+    });
+    let response = timeout(IO_TIMEOUT, read_response(&mut reader)).await;
+    writing.abort();
+    response.map_err(|_| "timed out".to_owned())?
+}
+
+#[tokio::test]
+async fn body_over_the_limit_with_content_length_is_413() {
+    let server = start(Limits {
+        max_body_bytes: SMALL_BODY,
+        ..Limits::default()
+    })
+    .await;
+    let body = "x".repeat(2 * SMALL_BODY);
+    let response = send_streaming(&server, post_2008("/", &body))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 413, "{response:?}");
+    // A body just under the limit is still served.
+    let padding = " ".repeat(SMALL_BODY - 1024);
+    let fits = format!("{}{padding}", call_body("echo", vec![]));
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let response = exchange(server.addr(), &client, &post_2008("/", &fits))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.xmlrpc(),
+        MethodResponse::Success(Value::Array(vec![]))
+    );
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_limit_is_413() {
+    let server = start(Limits {
+        max_body_bytes: SMALL_BODY,
+        ..Limits::default()
+    })
+    .await;
+    let mut request = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\n\
+        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_vec();
+    let chunk = "x".repeat(8 * 1024);
+    for _ in 0..(2 * SMALL_BODY / chunk.len()) {
+        request.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let response = send_streaming(&server, request).await.unwrap();
+    assert_eq!(response.status, 413, "{response:?}");
+    assert_serving(&server).await;
+}
+
+fn nested_arrays(depth: usize) -> String {
+    let open = "<value><array><data>".repeat(depth);
+    let close = "</data></array></value>".repeat(depth);
+    format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>echo</methodName><params><param>\
+         {open}<value><int>1</int></value>{close}</param></params></methodCall>"
+    )
+}
+
+#[tokio::test]
+async fn xml_nested_too_deep_is_a_parse_fault() {
+    let server = start(Limits {
+        max_xml_depth: 32,
+        ..Limits::default()
+    })
+    .await;
+    // Shallow nesting is fine ...
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let ok = exchange(server.addr(), &client, &post_2008("/", nested_arrays(3)))
+        .await
+        .unwrap();
+    assert!(matches!(ok.xmlrpc(), MethodResponse::Success(_)));
+    // ... deep nesting is a fault that says why.
+    let fault = raw_fault(&server, &nested_arrays(500)).await;
+    assert_eq!(fault.code, -32700, "{fault:?}");
+    assert!(fault.string.contains("nesting"), "{fault:?}");
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn doctype_and_entities_are_parse_faults() {
+    let server = start(Limits::default()).await;
+    let mut entities = String::from("<!ENTITY lol0 \"lol\">");
+    for i in 1..10 {
+        let refs = format!("&lol{};", i - 1).repeat(10);
+        entities.push_str(&format!("<!ENTITY lol{i} \"{refs}\">"));
+    }
+    let bomb = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE lolz [{entities}]><methodCall><methodName>echo\
+         </methodName><params><param><value><string>&lol9;</string></value></param></params>\
+         </methodCall>"
+    );
+    let fault = raw_fault(&server, &bomb).await;
+    assert_eq!(fault.code, -32700, "{fault:?}");
+    assert!(fault.string.contains("DOCTYPE"), "{fault:?}");
+    // An entity reference with no DOCTYPE at all (an external entity in spirit).
+    let xxe = "<?xml version=\"1.0\"?><methodCall><methodName>echo</methodName><params><param>\
+               <value><string>&xxe;</string></value></param></params></methodCall>";
+    let fault = raw_fault(&server, xxe).await;
+    assert_eq!(fault.code, -32700, "{fault:?}");
+    assert!(fault.string.contains("entity"), "{fault:?}");
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_parse_faults() {
+    let server = start(Limits::default()).await;
+    let not_utf8 = b"<?xml version=\"1.0\"?><methodCall><methodName>echo\xff\xfe</methodName>\
+                     </methodCall>";
+    let response = "<?xml version=\"1.0\"?><methodResponse><params><param><value><int>1</int>\
+                    </value></param></params></methodResponse>";
+    let cases: [(&str, &[u8]); 5] = [
+        ("empty body", b""),
+        ("not XML", b"hello"),
+        ("not UTF-8", not_utf8),
+        ("a response, not a call", response.as_bytes()),
+        (
+            "truncated",
+            b"<?xml version=\"1.0\"?><methodCall><methodName>echo</methodName>",
+        ),
+    ];
+    for (case, body) in cases {
+        let fault = raw_fault(&server, body).await;
+        assert_eq!(fault.code, -32700, "{case}: {fault:?}");
+        assert!(
+            fault.string.starts_with("malformed request: "),
+            "{case}: {fault:?}"
+        );
+    }
+    assert_serving(&server).await;
+}
+
+/// A panic in a handler is a bug, but it must end only its own connection: the permit comes
+/// back and the server goes on (DESIGN §11).
+#[tokio::test]
+async fn handler_panic_ends_only_its_connection() {
+    let server = start(Limits {
+        max_connections: 1,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let request = post_2008("/", call_body("panic", vec![]));
+    let outcome = exchange(server.addr(), &client, &request).await;
+    // No answer, or a bare 500: never a traceback, never a hung connection.
+    assert!(
+        outcome.as_ref().map_or(true, |r| r.status == 500),
+        "{outcome:?}"
+    );
+    // With a single connection slot, a leaked permit would refuse everything from here on; the
+    // slot comes back once the dead connection's task has unwound.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let request = post_2008("/", call_body("whoami", vec![]));
+        match exchange(server.addr(), &client, &request).await {
+            Ok(r) => {
+                assert_eq!(r.status, 200);
+                break;
+            }
+            Err(e) if Instant::now() > deadline => panic!("server stopped serving: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(!server.serving.is_finished());
+}
+
+#[tokio::test]
+async fn headers_too_slow_close_the_connection() {
+    let server = start(Limits {
+        header_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let mut tls = open(server.addr(), &client).await;
+    // Half the headers, then nothing.
+    tls.write_all(b"POST / HTTP/1.0\r\nContent-Type: text/xml\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let (waited, sent) = time_to_close(&mut tls, IO_TIMEOUT)
+        .await
+        .expect("connection left open");
+    assert!(
+        waited >= SHORT_FLOOR,
+        "closed after {waited:?}, before the header timeout"
+    );
+    assert!(
+        !String::from_utf8_lossy(&sent).contains(" 200 "),
+        "{sent:?}"
+    );
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn body_too_slow_is_408() {
+    let server = start(Limits {
+        body_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let mut tls = open(server.addr(), &client).await;
+    // Promises 1000 bytes, sends 10.
+    let request =
+        b"POST / HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: 1000\r\n\r\n<?xml vers";
+    let started = Instant::now();
+    let response = timeout(IO_TIMEOUT, round_trip(&mut tls, request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status, 408, "{response:?}");
+    assert!(
+        started.elapsed() >= SHORT_FLOOR,
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_accept() {
+    let server = start(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let who = post_keep_alive(&call_body("whoami", vec![]));
+    // Two connections, each with an answered call, so the server has certainly accepted both.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tls = open(server.addr(), &client).await;
+        let response = timeout(IO_TIMEOUT, round_trip(&mut tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status, 200);
+        held.push(tls);
+    }
+    // The third is dropped at accept: the handshake (or the read after it) fails.
+    let third = exchange(
+        server.addr(),
+        &client,
+        &post_2008("/", call_body("echo", vec![])),
+    )
+    .await;
+    assert!(third.is_err(), "a third connection was served: {third:?}");
+    // The held ones still work.
+    let response = timeout(IO_TIMEOUT, round_trip(&mut held[0], &who))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status, 200);
+
+    // Releasing one frees its slot once the server has seen it go.
+    let mut released = held.pop().unwrap();
+    released.shutdown().await.unwrap();
+    drop(released);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let request = post_2008("/", call_body("echo", vec![]));
+        match exchange(server.addr(), &client, &request).await {
+            Ok(r) => {
+                assert_eq!(r.status, 200);
+                break;
+            }
+            Err(e) if Instant::now() > deadline => panic!("slot never freed: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    drop(held);
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_after_the_handshake_timeout() {
+    let server = start(Limits {
+        handshake_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let (waited, sent) = time_to_close(&mut tcp, IO_TIMEOUT)
+        .await
+        .expect("connection left open");
+    assert!(
+        waited >= SHORT_FLOOR,
+        "closed after {waited:?}, before the handshake timeout"
+    );
+    assert!(sent.is_empty(), "{sent:?}");
+    assert_serving(&server).await;
+}
+
+// === 8. graceful shutdown ===
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_calls_finish() {
+    let server = start(Limits::default()).await;
+    let addr = server.addr();
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let in_flight =
+        tokio::spawn(async move { call(addr, &client, "slow", vec![Value::Int(500)]).await });
+    timeout(IO_TIMEOUT, server.slow_started.notified())
+        .await
+        .expect("slow call never started");
+    // And an idle keep-alive connection, which shutdown should close rather than wait for.
+    let mut idle = open(addr, &Client::presenting(&pki().alice, Tls::V13)).await;
+    let who = post_keep_alive(&call_body("whoami", vec![]));
+    let response = timeout(IO_TIMEOUT, round_trip(&mut idle, &who))
+        .await
+        .unwrap();
+    assert_eq!(response.unwrap().status, 200);
+
+    server.shutdown.shutdown();
+    let closed = time_to_close(&mut idle, IO_TIMEOUT).await;
+    assert!(
+        closed.is_some_and(|(_, rest)| rest.is_empty()),
+        "idle connection kept open"
+    );
+    // The listener goes away: new connections are refused.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        match TcpStream::connect(addr).await {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+            // Accepted just before the listener closed; dropping it lets its task end at once.
+            Ok(stream) => drop(stream),
+            // Queued in the backlog of a listener that then closed.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(Instant::now() < deadline, "still accepting after shutdown");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let answer = timeout(IO_TIMEOUT, in_flight)
+        .await
+        .expect("in-flight call cut off")
+        .unwrap();
+    assert_eq!(answer, MethodResponse::Success(Value::Int(500)));
+    // Nothing is left to drain, so serve() returns at once rather than after drain_timeout.
+    let served = timeout(IO_TIMEOUT, server.serving)
+        .await
+        .expect("serve() did not return");
+    served.unwrap().unwrap();
+}
+
+/// A peer that connected but has not finished its handshake has no call in flight: shutdown
+/// should drop it, not wait out its handshake timeout (any peer could otherwise delay every
+/// restart by that long, at will).
+#[tokio::test]
+async fn shutdown_does_not_wait_for_unfinished_handshakes() {
+    // The default handshake timeout (10 s) is what a silent peer would make shutdown wait.
+    let server = start(Limits::default()).await;
+    let mut silent = TcpStream::connect(server.addr()).await.unwrap();
+    // Accepted in order: once a later connection is served, the silent one has been accepted.
+    assert_serving(&server).await;
+
+    server.shutdown.shutdown();
+    let started = Instant::now();
+    let served = timeout(Duration::from_secs(2), server.serving).await;
+    let waited = started.elapsed();
+    assert!(
+        served.is_ok(),
+        "serve() still waiting after {waited:?} for a peer that never sent a ClientHello"
+    );
+    assert!(time_to_close(&mut silent, IO_TIMEOUT).await.is_some());
+}
+
+/// A daemon that gets SIGTERM while still starting calls `shutdown()` before `serve()` has run.
+#[tokio::test]
+async fn shutdown_before_serve_runs_is_not_lost() {
+    let server = Server::bind(
+        ServerOptions {
+            tcp: Some("127.0.0.1:0".parse().unwrap()),
+            unix: None,
+            limits: Limits::default(),
+        },
+        &pki().server.tls_identity(),
+        Dispatcher::new(),
+    )
+    .await
+    .unwrap();
+    let handle = server.shutdown_handle();
+    // On this single-threaded runtime the task cannot run before the shutdown below.
+    let serving = tokio::spawn(server.serve());
+    handle.shutdown();
+    let served = timeout(Duration::from_secs(2), serving).await;
+    assert!(
+        served.is_ok(),
+        "serve() ignored a shutdown() made before it started running"
+    );
+}
+
+// === 9. Unix socket ===
+
+#[tokio::test]
+async fn unix_socket_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geni.sock");
+    let server = start_with(Limits::default(), false, Some(path.clone()), &pki().server).await;
+    assert!(server.addr.is_none());
+    let me = &pki().alice;
+    for version in [Tls::V13, Tls::V12] {
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let client = Client::presenting(me, version);
+        let request = post_2008("/", call_body("whoami", vec![]));
+        let response = exchange_over(stream, &client, &request).await.unwrap();
+        let MethodResponse::Success(who) = response.xmlrpc() else {
+            panic!("whoami faulted")
+        };
+        assert_eq!(member(&who, "subject").as_str(), Some(me.hrn()));
+        assert_eq!(
+            member(&who, "spki_sha1").as_str(),
+            Some(me.spki_sha1().as_str())
+        );
+        assert_eq!(member(&who, "remote"), &Value::Nil);
+    }
+    // Refusals hold on the socket too.
+    let stream = UnixStream::connect(&path).await.unwrap();
+    let request = post_2008("/", call_body("whoami", vec![]));
+    assert!(
+        exchange_over(stream, &Client::anonymous(Tls::V13), &request)
+            .await
+            .is_err()
+    );
+
+    server.shutdown.shutdown();
+    let served = timeout(IO_TIMEOUT, server.serving)
+        .await
+        .expect("serve() did not return");
+    served.unwrap().unwrap();
+    assert!(!path.exists(), "socket file left behind");
+}
+
+// === 10. Python 3's xmlrpc.client ===
+
+/// A client no one here wrote: `xmlrpc.client` over `ssl` (OpenSSL). It reports what it saw as an
+/// XML-RPC response document, since that is a structured format both sides already read.
+const PYTHON_CLIENT: &str = r#"
+import socket, ssl, sys, xmlrpc.client
+
+url, host, port, cert, key, legacy = sys.argv[1:7]
+socket.setdefaulttimeout(10)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+if legacy == "1":
+    # OpenSSL 3 refuses md5-signed certificates and 1024-bit RSA keys at its default security
+    # level; level 0 lets it present a 2008-shaped certificate (and talk to a 1024-bit server).
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+ctx.load_cert_chain(cert, key)
+proxy = xmlrpc.client.ServerProxy(url, context=ctx, allow_none=True)
+report = {}
+report["echo"] = proxy.echo(1, "two", [3.5, None], {"k": True})
+report["whoami"] = proxy.whoami()
+report["methods"] = proxy.system.listMethods()
+multi = xmlrpc.client.MultiCall(proxy)
+multi.echo("a")
+multi.fail()
+multi.no_such_method()
+results = multi()
+report["multicall_first"] = results[0]
+codes = []
+for i in (1, 2):
+    try:
+        results[i]
+        codes.append(0)
+    except xmlrpc.client.Fault as f:
+        codes.append(f.faultCode)
+report["multicall_fault_codes"] = codes
+try:
+    proxy.fail()
+    report["fault_code"] = 0
+except xmlrpc.client.Fault as f:
+    report["fault_code"] = f.faultCode
+    report["fault_string"] = f.faultString
+with socket.create_connection((host, int(port))) as raw:
+    with ctx.wrap_socket(raw) as tls:
+        report["tls_version"] = tls.version()
+sys.stdout.write(xmlrpc.client.dumps((report,), methodresponse=True, allow_none=True))
+"#;
+
+/// Runs the Python client against `server` as `id`; `None` when there is no `python3`.
+async fn python_client(
+    server: &TestServer,
+    id: &Identity,
+    cert_pem: &str,
+    legacy: bool,
+) -> Option<Value> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        dir.path().join("client.cert"),
+        dir.path().join("client.pkey"),
+    );
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, &id.key_pem).unwrap();
+    let addr = server.addr();
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_CLIENT)
+        .arg(format!("https://{addr}/RPC2"))
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(&cert)
+        .arg(&key)
+        .arg(if legacy { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Polled rather than waited on: the server runs on this test's (single) thread.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python client timed out");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "python client failed ({status}):\n{err}");
+    match geni_xmlrpc::parse_method_response(&out, &geni_xmlrpc::Limits::default()) {
+        Ok(MethodResponse::Success(report)) => Some(report),
+        other => panic!("unreadable report {other:?}:\n{out}\n{err}"),
+    }
+}
+
+fn check_python_report(report: &Value, id: &Identity) {
+    let echo = Value::Array(vec![
+        Value::Int(1),
+        "two".into(),
+        Value::Array(vec![Value::Double(3.5), Value::Nil]),
+        Value::Struct(Struct::new().with("k", true)),
+    ]);
+    assert_eq!(member(report, "echo"), &echo);
+    let who = member(report, "whoami");
+    assert_eq!(member(who, "subject").as_str(), Some(id.hrn()));
+    assert_eq!(
+        member(who, "spki_sha1").as_str(),
+        Some(id.spki_sha1().as_str())
+    );
+    let methods = strings(member(report, "methods"));
+    assert!(
+        methods.contains(&"echo") && methods.contains(&"system.multicall"),
+        "{methods:?}"
+    );
+    // MultiCall unwraps the `[value]` convention.
+    assert_eq!(
+        member(report, "multicall_first"),
+        &Value::Array(vec!["a".into()])
+    );
+    let codes = member(report, "multicall_fault_codes");
+    assert_eq!(
+        codes,
+        &Value::Array(vec![Value::Int(105), Value::Int(-32601)])
+    );
+    assert_eq!(member(report, "fault_code").as_i64(), Some(105));
+    assert_eq!(member(report, "fault_string").as_str(), Some("x not found"));
+    let tls = member(report, "tls_version").as_str().unwrap();
+    assert!(tls == "TLSv1.3" || tls == "TLSv1.2", "{tls}");
+}
+
+#[tokio::test]
+async fn python_client_with_a_modern_certificate() {
+    let server = start(Limits::default()).await;
+    let id = &pki().alice;
+    let Some(report) = python_client(&server, id, &plain_chain(id), false).await else {
+        println!("skipping: python3 not found");
+        return;
+    };
+    check_python_report(&report, id);
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn python_client_with_a_2008_certificate() {
+    let pki = pki();
+    let id = &pki.dave_2008;
+    assert_eq!(id.gid.certificate().version(), 1);
+    assert_eq!(
+        id.gid.certificate().signature_algorithm(),
+        "md5WithRSAEncryption"
+    );
+    assert_eq!(id.gid.public_key().bits(), 1024);
+    // A 2008 server too: its own key is a 1024-bit authority key.
+    let server = start_with(Limits::default(), true, None, &pki.server_2008).await;
+    // 2008 clients presented their single certificate, no chain.
+    let leaf = id.gid.certificate().to_pem().unwrap();
+    let Some(report) = python_client(&server, id, &leaf, true).await else {
+        println!("skipping: python3 not found");
+        return;
+    };
+    check_python_report(&report, id);
+    assert_serving(&server).await;
+}
+
+/// The chain as plain concatenated PEMs, the form OpenSSL's `load_cert_chain` documents.
+fn plain_chain(id: &Identity) -> String {
+    id.gid.to_chain_string(ChainForm::Plain).unwrap()
+}
