@@ -1,10 +1,18 @@
 //! The bridge between a verified request and the thing that really makes slivers.
 //!
-//! This crate will own the `SliverManager` trait (create, start, stop, reset, destroy, list,
-//! status), the NodeManager-shaped sliver record with NodeManager's rspec defaults, and two
-//! backends: `local`, the built-in default, where a sliver is a directory, optionally a Unix
-//! account, and a supervised process group with the rspec's limits; and `nodemanager`, which
+//! This crate owns the [`SliverManager`] trait (create, start, stop, reset, destroy, list,
+//! status), the NodeManager-shaped [`SliverRecord`] with NodeManager's rspec defaults, and two
+//! backends: [`local`], the built-in default, where a sliver is a directory, optionally a Unix
+//! account, and a supervised process group with the rspec's limits; and [`nodemanager`], which
 //! drives a real PlanetLab NodeManager over its XML-RPC Unix socket with the caller-uid rules NM
-//! enforces. It arrives with issue 4. It takes only verified types from `geni-trust`, never raw
-//! credentials, so nothing here can be reached by an unauthenticated caller.
+//! enforces. Authentication happens before anything reaches this crate: callers hand it records
+//! built from verified tickets and sliver names taken from verified credentials.
 #![forbid(unsafe_code)]
+
+mod error;
+mod manager;
+mod record;
+
+pub use error::NmError;
+pub use manager::{BoxFuture, SliverManager, SliverState, SliverStatus};
+pub use record::{Allocation, DEFAULT_ALLOCATION, Rspec, RspecValue, SliverName, SliverRecord};
