@@ -404,8 +404,8 @@ impl Hierarchy {
 }
 
 /// Delegates `parent` (held by whoever has the key of its certificate, `holder`) to
-/// `new_caller` with `rights`. The verifier accepts the result only if `parent` allows
-/// delegation, covers `rights` and outlives it.
+/// `new_caller` with `rights`, over the same object. The verifier accepts the result only if
+/// `parent` allows delegation, covers `rights` and outlives it.
 pub fn delegate_credential(
     parent: &Credential,
     holder: &Keypair,
@@ -419,19 +419,63 @@ pub fn delegate_credential(
         what: format!("credential {}", parent.subject()),
         reason: "the parent credential has no object".into(),
     })?;
+    credential_under(
+        parent, holder, new_caller, object, rights, delegate, validity, mode,
+    )
+}
+
+/// A credential for `caller` over `object`, issued by whoever holds `parent` (its certificate's
+/// key is `holder`): the child's issuer is the parent's subject and the parent rides along as
+/// its chain. The verifier accepts it only if `parent` allows delegation, covers `rights`,
+/// outlives it, and its object is `object` or an authority over it (a node holding a credential
+/// over itself issues credentials over its slivers this way). The child's own certificate key is
+/// the caller's, so that only the caller can delegate further.
+#[allow(clippy::too_many_arguments)]
+pub fn credential_under(
+    parent: &Credential,
+    holder: &Keypair,
+    caller: &Gid,
+    object: &Gid,
+    rights: &RightList,
+    delegate: bool,
+    validity: Validity,
+    mode: CertMode,
+) -> Result<Credential, TrustError> {
     let fields = CredentialFields {
-        caller: new_caller,
+        caller,
         object,
         privileges: rights,
         delegate,
     };
-    // The child's own key is the new holder's, so that it alone can delegate further.
     Credential::create(
         &fields,
-        new_caller.public_key(),
+        caller.public_key(),
         parent.subject(),
         holder,
         Some(parent.clone()),
+        validity,
+        mode,
+    )
+}
+
+/// A GID for `hrn` signed by `issuer` (whose key is `issuer_key`), with `issuer`'s chain as
+/// parent: how a node names its slivers. The verifier accepts it only if `issuer`'s hrn is an
+/// authority of `hrn` and `issuer` chains to a trusted root.
+pub fn gid_under(
+    issuer: &Gid,
+    issuer_key: &Keypair,
+    hrn: &Hrn,
+    key: &PublicKey,
+    validity: Validity,
+    mode: CertMode,
+) -> Result<Gid, TrustError> {
+    Gid::create(
+        hrn,
+        &new_uuid()?,
+        key,
+        issuer.hrn().as_str(),
+        issuer_key,
+        Some(issuer.clone()),
         validity,
         mode,
     )

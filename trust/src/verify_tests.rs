@@ -678,3 +678,58 @@ fn cached_verdicts_expire_and_roots_reload_clears_them() {
     assert!(v.verify_credential_str(&text).is_err());
     let _ = &w.alice_key;
 }
+
+// === sliver credentials ===
+
+#[test]
+fn a_node_issues_sliver_credentials_under_its_node_credential() {
+    let w = world();
+    let node_key = Keypair::generate(2048).unwrap();
+    let node =
+        w.h.create_gid(&hrn("planetlab.us.pl.node1"), None, &node_key.public_key())
+            .unwrap();
+    let rights: RightList = "control,info".parse().unwrap();
+    let node_cred =
+        w.h.issue_credential(&node, &node, &rights, true, 30 * DAY)
+            .unwrap();
+    let validity = Validity::from_now(now(), DAY);
+    let sliver = crate::gid_under(
+        &node,
+        &node_key,
+        &hrn("planetlab.us.pl.node1.pl_s1"),
+        &node_key.public_key(),
+        validity,
+        CertMode::Modern,
+    )
+    .unwrap();
+    let cred = crate::credential_under(
+        &node_cred,
+        &node_key,
+        &w.alice,
+        &sliver,
+        &rights,
+        false,
+        validity,
+        CertMode::Modern,
+    )
+    .unwrap();
+    let v = verifier().verify_credential(&cred).unwrap();
+    assert_eq!(v.object().hrn().as_str(), "planetlab.us.pl.node1.pl_s1");
+    assert_eq!(v.caller().hrn().as_str(), "planetlab.us.pl.alice");
+    assert!(v.can_perform("stopslice") && !v.can_perform("getticket"));
+    // A sliver named under another node is outside the node credential's object.
+    let other = crate::gid_under(
+        &node,
+        &node_key,
+        &hrn("planetlab.us.pl.node2.pl_s1"),
+        &node_key.public_key(),
+        validity,
+        CertMode::Modern,
+    )
+    .unwrap();
+    assert!(matches!(
+        verify_err(verifier().verify_gid(&other)),
+        VerifyError::HrnNotUnderParent { .. }
+    ));
+    let _ = &w.slice_key;
+}
