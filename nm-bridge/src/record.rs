@@ -9,23 +9,26 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use geni_xmlrpc::{Struct, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::NmError;
 
 /// A PlanetLab sliver name (`<login base>_<slice>`): also a Unix account name, so 1 to 32
 /// characters of `[a-z0-9_]`, starting with a letter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SliverName(String);
 
 /// One rspec value, typed as NodeManager's default for that key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum RspecValue {
     Int(i64),
     Str(String),
 }
 
 /// The resource specification: NodeManager's keys with defaults applied.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Rspec {
     values: BTreeMap<String, RspecValue>,
     /// Keys of the ticket's rspec that NodeManager has no default for, as given.
@@ -33,7 +36,7 @@ pub struct Rspec {
 }
 
 /// A sliver record (`reference/nodemanager.md` §2, `geniwrapper-2008.md` §5.1).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SliverRecord {
     pub name: SliverName,
     pub slice_id: Option<i64>,
@@ -100,6 +103,19 @@ impl SliverName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for SliverName {
+    type Error = NmError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SliverName> for String {
+    fn from(n: SliverName) -> Self {
+        n.0
     }
 }
 
