@@ -1,12 +1,15 @@
 //! `geni-agent`: the node and PLC-side daemon of geni-agent and its operator tools.
 //!
-//! This file owns only the process: it parses flags, sets up logging to stderr, hands the
+//! This file owns only the process: it parses flags, sets up logging (journald under systemd,
+//! stderr otherwise), hands the
 //! subcommand to the module that owns it, and turns the outcome into an exit code. Everything
 //! that decides anything lives in the libraries (`geni-trust`, `geni-xmlrpc`) or in the
 //! subcommand's module, so that the same code serves every mode (DESIGN §2: binaries are thin).
 #![forbid(unsafe_code)]
 
 mod authority;
+mod node;
+mod notify;
 
 use std::io::IsTerminal;
 use std::process;
@@ -31,13 +34,16 @@ struct Cli {
     command: Command,
 }
 
-// `node`, `plc` and `demo` arrive with their own issues (DESIGN §5, §7); no stubs until then, so
-// that `--help` lists only what works.
+// `plc` and `demo` arrive with their own issues (DESIGN §7, §8); no stubs until then, so that
+// `--help` lists only what works.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Offline tools for an authority tree: create authorities, keys, GIDs, credentials and
     /// tickets; verify and show them.
     Authority(authority::AuthorityArgs),
+    /// Run the component interface on this node: redeem tickets, start, stop, reset and delete
+    /// slivers for callers whose credentials verify against the trusted roots.
+    Node(node::NodeArgs),
 }
 
 /// How `geni-agent` ends. Scripts and tests depend on these values, so they never change
@@ -78,9 +84,10 @@ fn main() -> process::ExitCode {
             return code.into();
         }
     };
-    init_logging();
+    init_logging(matches!(cli.command, Command::Node(_)));
     let outcome = match cli.command {
         Command::Authority(args) => authority::run(args),
+        Command::Node(args) => node::run(&args),
     };
     match outcome {
         Ok(code) => code.into(),
@@ -109,15 +116,32 @@ fn render(e: &anyhow::Error) -> String {
     line
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("warn"));
+/// journald when systemd started us (it sets `JOURNAL_STREAM` and the journal socket exists),
+/// stderr otherwise. Daemons log at info by default, tools at warn.
+fn init_logging(daemon: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|l| l.with_syslog_identifier("geni-agent".into()));
     // A second subscriber cannot exist in this process; ignoring the error keeps that a non-issue
     // rather than a panic.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let _ = match journald {
+        Some(layer) => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .try_init(),
+    };
 }
 
 #[cfg(test)]

@@ -1,0 +1,132 @@
+//! Node figures for DESIGN §10: the `geni-agent node` process's RSS idle and with 1,000
+//! slivers, and authenticated `list_slices` requests per second over keep-alive HTTPS with 64
+//! clients. The node runs as a real process with the local backend; clients run in this process
+//! on the same cores, so the figures are a floor.
+//!
+//! ```sh
+//! cargo bench -p geni-agent --bench node_load [-- --slivers 1000 --seconds 10]
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use geni_trust::{ChainForm, Keypair, RecordType, RightList};
+use geni_xmlrpc::{Struct, Value};
+use support::{World, hrn};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let slivers = arg("--slivers", 1000);
+    let seconds = arg("--seconds", 10);
+    let w = World::new();
+    let pid = w.agent.as_ref().unwrap().id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("node idle RSS: {} KiB", rss_kib(pid));
+
+    // One slice key for every sliver: key generation is not what is measured.
+    let key = Keypair::generate(2048).unwrap();
+    let alice = w.client(&w.alice);
+    let started = Instant::now();
+    let mut last_cred = String::new();
+    for i in 0..slivers {
+        let slice =
+            w.h.create_gid(
+                &hrn(&format!("planetlab.us.pl.b{i}")),
+                None,
+                &key.public_key(),
+            )
+            .unwrap();
+        let attrs = Struct::new()
+            .with("name", format!("pl_b{i}"))
+            .with(
+                "keys",
+                Value::Array(vec![Value::from("ssh-rsa AAAA bench@x")]),
+            )
+            .with("timestamp", Value::Double(1.0));
+        let ticket =
+            w.h.issue_ticket(&w.alice.gid, &slice, &attrs, &Struct::new(), None, 86_400)
+                .unwrap()
+                .to_chain_string(ChainForm::Separator)
+                .unwrap();
+        alice
+            .call("redeem_ticket", vec![Value::from(ticket.as_str())])
+            .await
+            .unwrap();
+        if i + 1 == slivers {
+            last_cred =
+                w.h.issue_credential(
+                    &w.alice.gid,
+                    &slice,
+                    &RightList::for_record_type(RecordType::Slice),
+                    false,
+                    86_400,
+                )
+                .unwrap()
+                .to_chain_string(ChainForm::Separator)
+                .unwrap();
+        }
+    }
+    println!(
+        "redeemed {slivers} tickets in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("node RSS with {slivers} slivers: {} KiB", rss_kib(pid));
+
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let client = w.client(&w.alice);
+        let cred = last_cred.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                client
+                    .call("list_slices", vec![Value::from(cred.as_str())])
+                    .await
+                    .unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let t0 = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let p99 = all
+        .get((all.len().saturating_sub(1) * 99).div_ceil(100))
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "list_slices, 64 keep-alive clients, {slivers} slivers: {:.0} req/s, p99 {:.2} ms",
+        all.len() as f64 / secs,
+        p99.as_secs_f64() * 1e3
+    );
+    println!("node RSS under load: {} KiB", rss_kib(pid));
+}

@@ -1,0 +1,46 @@
+//! `list_slices(cred)`: this node's slivers with their state. An authority credential sees every
+//! sliver; any other credential sees only the sliver its object names (2008 listed every sliver
+//! to anyone with `info`).
+
+use std::sync::Arc;
+
+use geni_rpc::{CallContext, HandlerFuture};
+use geni_trust::Right;
+use geni_xmlrpc::{Struct, Value};
+
+use super::{Node, credential_args, nm_fault};
+
+pub(super) const HELP: &str =
+    "list_slices(credential): the slivers on this node as {name, state, pid, timestamp, expires}.";
+
+pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
+    Box::pin(async move {
+        let (credential, target) = credential_args("list_slices", &params)?;
+        let verified = node.authenticate(&ctx, credential, "listslices")?;
+        let all = [Right::Authority, Right::Sa, Right::Ma]
+            .iter()
+            .any(|r| verified.privileges().contains(*r));
+        let only = if all && target.is_none() {
+            None
+        } else {
+            node.sliver_for(&verified, target).ok()
+        };
+        let slivers = node.backend.list().await.map_err(nm_fault)?;
+        let listed = slivers
+            .into_iter()
+            .filter(|s| (all && target.is_none()) || only.as_ref() == Some(&s.name))
+            .map(|s| {
+                let mut row = Struct::new()
+                    .with("name", s.name.as_str())
+                    .with("state", s.state.to_string())
+                    .with("timestamp", Value::Double(s.timestamp))
+                    .with("expires", s.expires);
+                if let Some(pid) = s.pid {
+                    row.insert("pid", i64::from(pid));
+                }
+                Value::Struct(row)
+            })
+            .collect();
+        Ok(Value::Array(listed))
+    })
+}

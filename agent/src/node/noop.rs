@@ -1,0 +1,29 @@
+//! `noop(cred, x)`: authenticates the credential and echoes `x` — a way to test a credential and
+//! the TLS binding without touching anything (2008's was broken: it always faulted).
+
+use std::sync::Arc;
+
+use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_xmlrpc::Value;
+
+use super::Node;
+
+pub(super) const HELP: &str =
+    "noop(credential, x): checks the credential (any rights) and returns x.";
+
+pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
+    Box::pin(async move {
+        let mut params = params.into_iter();
+        let (Some(Value::String(credential)), Some(x), None) =
+            (params.next(), params.next(), params.next())
+        else {
+            return Err(RpcError::invalid_params(
+                "noop",
+                "takes a credential and one value",
+            ));
+        };
+        let verified = node.verifier.verify_credential_str(&credential)?;
+        ctx.peer.require_caller(verified.caller().gid())?;
+        Ok(x)
+    })
+}

@@ -1,0 +1,222 @@
+//! `geni-agent node`: load and check the configuration and the node's identity, open the
+//! backend, serve, and handle signals (SIGTERM/SIGINT stop gracefully, SIGHUP reloads the
+//! trusted roots) and systemd's notify protocol.
+//!
+//! The node refuses to start rather than run half-trusted: no usable trusted root, a key others
+//! can read, a GID that does not match the key or does not chain to a root, or a node credential
+//! that could not be the parent of sliver credentials are all errors that say what to fix.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use geni_rpc::{Server, ServerOptions, TlsIdentity};
+use geni_trust::{Credential, Gid, Keypair, Policy, RightList, TrustedRoots, Verifier};
+use nm_bridge::SliverManager;
+
+use super::Node;
+use super::config::{self, NodeConfig};
+use crate::ExitCode;
+
+/// Flags of `geni-agent node`; each overrides the configuration file and environment.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// Configuration file [default: /etc/geni-agent/agent.toml, used if present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (node.listen), e.g. 0.0.0.0:12345.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory of trusted root GIDs (node.trusted_roots).
+    #[arg(long, value_name = "DIR")]
+    trusted_roots: Option<PathBuf>,
+    /// Where slivers and their state live (node.state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The node's private key, mode 0600 (node.key).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The node's GID (node.gid).
+    #[arg(long, value_name = "FILE")]
+    gid: Option<PathBuf>,
+    /// The credential over itself the node's authority issued (node.credential).
+    #[arg(long, value_name = "FILE")]
+    credential: Option<PathBuf>,
+    /// Sliver backend (node.backend).
+    #[arg(long, value_parser = ["local", "nodemanager"])]
+    backend: Option<String>,
+    /// Accept md5 and sha1 signatures (2008 objects) (node.legacy_digests).
+    #[arg(long)]
+    legacy_digests: bool,
+}
+
+/// Runs the node until SIGTERM or SIGINT.
+pub(crate) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
+    let mut file = config::load(args.config.as_deref())?;
+    let n = &mut file.node;
+    if let Some(v) = &args.listen {
+        n.listen.clone_from(v);
+    }
+    if let Some(v) = &args.trusted_roots {
+        n.trusted_roots.clone_from(v);
+    }
+    if let Some(v) = &args.state_dir {
+        n.state_dir.clone_from(v);
+    }
+    if let Some(v) = &args.key {
+        n.key.clone_from(v);
+    }
+    if let Some(v) = &args.gid {
+        n.gid.clone_from(v);
+    }
+    if let Some(v) = &args.credential {
+        n.credential.clone_from(v);
+    }
+    if let Some(v) = &args.backend {
+        n.backend.clone_from(v);
+    }
+    n.legacy_digests |= args.legacy_digests;
+    let config = NodeConfig::check(file.node)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::Success)
+}
+
+async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let c = &config.section;
+    let roots = TrustedRoots::load_dir(&c.trusted_roots)?;
+    let policy = Policy {
+        legacy_digests: c.legacy_digests,
+        clock_skew_secs: c.clock_skew_secs,
+        ..Policy::default()
+    };
+    let verifier = Arc::new(Verifier::new(roots, policy));
+
+    let key = Keypair::load(&c.key)?;
+    let gid_text = std::fs::read_to_string(&c.gid)
+        .with_context(|| format!("reading the node GID {}", c.gid.display()))?;
+    let gid = Gid::parse(&gid_text)?;
+    if *gid.public_key() != key.public_key() {
+        bail!(
+            "the node GID {} is not for the key {}",
+            c.gid.display(),
+            c.key.display()
+        );
+    }
+    verifier
+        .verify_gid(&gid)
+        .with_context(|| format!("the node GID {} does not verify", c.gid.display()))?;
+    let credential = node_credential(&verifier, &gid, &key, &c.credential)?;
+
+    let backend: Arc<dyn SliverManager> = match c.backend.as_str() {
+        "nodemanager" => bail!(
+            "the nodemanager backend is not wired into this build yet; use backend = \"local\""
+        ),
+        _ => Arc::new(
+            nm_bridge::local::LocalManager::open(nm_bridge::local::LocalOptions {
+                state_dir: c.state_dir.clone(),
+                manage_accounts: c.local.manage_accounts,
+                stop_grace: Duration::from_secs(c.local.stop_grace_secs),
+            })
+            .await?,
+        ),
+    };
+    let node = Arc::new(Node::new(
+        Arc::clone(&verifier),
+        backend,
+        gid,
+        key.clone(),
+        credential,
+        c.reboot_command.clone(),
+    ));
+    let identity = TlsIdentity::from_pem(&key.to_pem()?, &gid_text)?;
+    let options = ServerOptions {
+        tcp: config.listen,
+        unix: c.unix_socket.clone(),
+        limits: c.limits.to_limits(),
+    };
+    let server = Server::bind(options, &identity, node.dispatcher()).await?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        hrn = %node.hrn(),
+        listen = ?server.local_addr(),
+        backend = %c.backend,
+        "Node serving"
+    );
+    // Scripts (and the end-to-end tests) wait for this line to know the port.
+    if let Some(addr) = server.local_addr() {
+        println!("listening on {addr}");
+    }
+    let stop = server.shutdown_handle();
+    let roots_dir = c.trusted_roots.clone();
+    tokio::spawn(signals(stop, Arc::clone(&verifier), roots_dir));
+    crate::notify::ready();
+    server.serve().await?;
+    tracing::info!("Node stopped");
+    Ok(())
+}
+
+/// The node's credential over itself must be able to parent sliver credentials: it verifies,
+/// its object is the node, its certificate key is the node's, it allows delegation, and it
+/// carries `control` and `info`.
+fn node_credential(
+    verifier: &Verifier,
+    gid: &Gid,
+    key: &Keypair,
+    path: &std::path::Path,
+) -> anyhow::Result<Credential> {
+    let hint = "make one with `geni-agent authority credential --caller node.gid --object node.gid \
+                --rights control,info --delegate --out node.cred`";
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the node credential {} ({hint})", path.display()))?;
+    let credential = Credential::parse(&text)?;
+    let verified = verifier
+        .verify_credential(&credential)
+        .with_context(|| format!("the node credential {} does not verify", path.display()))?;
+    let needed: RightList = "control,info".parse()?;
+    if verified.object().hrn() != gid.hrn()
+        || !credential.delegate()
+        || *credential.certificate().public_key() != key.public_key()
+        || !credential.privileges().is_superset(&needed)
+    {
+        bail!(
+            "the node credential {} must be over the node itself ({}), with the delegate bit and the control and info rights; {hint}",
+            path.display(),
+            gid.hrn()
+        );
+    }
+    Ok(credential)
+}
+
+async fn signals(stop: geni_rpc::ShutdownHandle, verifier: Arc<Verifier>, roots_dir: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop the node with SIGKILL");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match TrustedRoots::load_dir(&roots_dir) {
+                Ok(roots) => {
+                    tracing::info!(roots = roots.len(), "Trusted roots reloaded");
+                    verifier.replace_roots(roots);
+                }
+                Err(e) => tracing::error!(error = %e, "Reload failed; keeping the roots in use"),
+            },
+        }
+    }
+    crate::notify::stopping();
+    tracing::info!("Stopping: finishing calls in flight");
+    stop.shutdown();
+}

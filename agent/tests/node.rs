@@ -1,0 +1,320 @@
+//! End-to-end tests of `geni-agent node` on loopback: the real binary, real TLS with client
+//! certificates, real sliver processes and files. A ticket made with `geni-agent authority` is
+//! redeemed; start really runs the initscript (visible in /proc), stop ends it, reset gives a
+//! pristine sliver, delete removes it, list follows each step; and each rejection the issue
+//! names has its own test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use geni_trust::{ChainForm, Clock, Hierarchy, RecordType, RightList, SystemClock};
+use geni_xmlrpc::Value;
+use support::{
+    BIN, Principal, SCRIPT, World, alive, fault_code, hrn, listed, principal, wait_until, write,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_becomes_a_sliver_that_really_runs() {
+    let w = World::new();
+    let alice = w.client(&w.alice);
+    let cred = w.slice_cred(&w.alice, &w.s1);
+    let ticket = w.ticket(&w.alice, &w.s1, "pl_s1", SCRIPT, 1_227_612_345.5);
+
+    // Redeem: a sliver credential comes back and verifies under the same roots.
+    let sliver_cred = alice
+        .call("redeem_ticket", vec![Value::from(ticket.as_str())])
+        .await
+        .unwrap();
+    let sliver_cred = sliver_cred.as_str().unwrap().to_owned();
+    let out = Command::new(BIN)
+        .args([
+            "authority",
+            "verify",
+            "--json",
+            "--kind",
+            "credential",
+            "--trusted-roots",
+        ])
+        .arg(w.path("roots"))
+        .arg({
+            let p = w.path("sliver.cred");
+            write(&p, &sliver_cred);
+            p
+        })
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["object"], "planetlab.us.pl.node1.pl_s1");
+    assert_eq!(json["caller"], "planetlab.us.pl.alice");
+    assert_eq!(json["rights"], "control,info");
+    assert!(w.sliver_dir("pl_s1").join(".ssh/authorized_keys").is_file());
+    assert_eq!(
+        listed(&alice, &cred).await,
+        [("pl_s1".to_owned(), "created".to_owned(), None)]
+    );
+
+    // Start: the initscript really runs.
+    alice
+        .call("start_slice", vec![Value::from(cred.as_str())])
+        .await
+        .unwrap();
+    let rows = listed(&alice, &cred).await;
+    assert_eq!(rows[0].1, "running");
+    let pid = rows[0].2.expect("a running sliver has a pid");
+    assert!(alive(pid));
+    let started = w.sliver_dir("pl_s1").join("started.txt");
+    wait_until("the initscript's file", || started.is_file()).await;
+    // Starting again changes nothing.
+    alice
+        .call("start_slice", vec![Value::from(cred.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(listed(&alice, &cred).await[0].2, Some(pid));
+
+    // Stop, with the sliver credential: the process ends.
+    alice
+        .call("stop_slice", vec![Value::from(sliver_cred.as_str())])
+        .await
+        .unwrap();
+    wait_until("the process to end", || !alive(pid)).await;
+    assert_eq!(listed(&alice, &cred).await[0].1, "stopped");
+
+    // Reset: pristine (the old file is gone, the new run writes it once), running again.
+    alice
+        .call("reset_slice", vec![Value::from(cred.as_str())])
+        .await
+        .unwrap();
+    let rows = listed(&alice, &cred).await;
+    assert_eq!(rows[0].1, "running");
+    let pid2 = rows[0].2.unwrap();
+    assert_ne!(pid2, pid);
+    wait_until("the new run's file", || started.is_file()).await;
+    assert_eq!(std::fs::read_to_string(&started).unwrap(), "started\n");
+
+    // Delete: everything goes.
+    alice
+        .call("delete_slice", vec![Value::from(cred.as_str())])
+        .await
+        .unwrap();
+    wait_until("the process to end", || !alive(pid2)).await;
+    assert!(!w.sliver_dir("pl_s1").exists());
+    assert!(listed(&alice, &cred).await.is_empty());
+    let (code, msg) = fault_code(
+        alice
+            .call("start_slice", vec![Value::from(cred.as_str())])
+            .await,
+    );
+    assert_eq!(code, 105, "{msg}");
+    assert!(msg.contains("pl_s1"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_each_with_its_reason() {
+    let w = World::new();
+    let alice = w.client(&w.alice);
+    let bob = w.client(&w.bob);
+    let ticket = w.ticket(&w.alice, &w.s1, "pl_s1", SCRIPT, 100.0);
+
+    // A ticket redeemed by someone other than its caller.
+    let (code, msg) = fault_code(
+        bob.call("redeem_ticket", vec![Value::from(ticket.as_str())])
+            .await,
+    );
+    assert_eq!(code, 102, "{msg}");
+    alice
+        .call("redeem_ticket", vec![Value::from(ticket.as_str())])
+        .await
+        .unwrap();
+
+    // An older (or equal) ticket than the sliver's record.
+    let older = w.ticket(&w.alice, &w.s1, "pl_s1", SCRIPT, 50.0);
+    let (code, msg) = fault_code(
+        alice
+            .call("redeem_ticket", vec![Value::from(older.as_str())])
+            .await,
+    );
+    assert_eq!(code, 107, "{msg}");
+    assert!(msg.contains("older"), "{msg}");
+
+    // A ticket whose sliver name is not its slice's.
+    let wrong = w.ticket(&w.alice, &w.s1, "pl_s2", SCRIPT, 200.0);
+    let (code, msg) = fault_code(
+        alice
+            .call("redeem_ticket", vec![Value::from(wrong.as_str())])
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+
+    let cred = w.slice_cred(&w.alice, &w.s1);
+    // TLS key ≠ caller GID: bob presents alice's credential.
+    let (code, msg) = fault_code(
+        bob.call("stop_slice", vec![Value::from(cred.as_str())])
+            .await,
+    );
+    assert_eq!(code, 102, "{msg}");
+    assert!(msg.contains("planetlab.us.pl.alice"), "{msg}");
+
+    // Forged: the payload changed after signing.
+    let forged = cred.replacen("MII", "MIJ", 1);
+    let (code, _) = fault_code(
+        alice
+            .call("stop_slice", vec![Value::from(forged.as_str())])
+            .await,
+    );
+    assert!(code == 100 || code == 101, "{code}");
+
+    // Expired: issued by a hierarchy whose clock is two days behind, for one day.
+    #[derive(Debug)]
+    struct Past;
+    impl Clock for Past {
+        fn now(&self) -> i64 {
+            SystemClock.now() - 2 * 86_400
+        }
+    }
+    let old = Hierarchy::new(w.path("authorities")).with_clock(Arc::new(Past));
+    let expired = old
+        .issue_credential(
+            &w.alice.gid,
+            &w.s1.gid,
+            &RightList::for_record_type(RecordType::Slice),
+            false,
+            86_400,
+        )
+        .unwrap()
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let (code, msg) = fault_code(
+        alice
+            .call("stop_slice", vec![Value::from(expired.as_str())])
+            .await,
+    );
+    assert_eq!(code, 101, "{msg}");
+    assert!(msg.contains("expired"), "{msg}");
+
+    // Untrusted: a parallel hierarchy with its own planetlab root.
+    let other = Hierarchy::new(w.path("other"));
+    other
+        .create_authority(&hrn("planetlab.us.pl"), true)
+        .unwrap();
+    let eve = principal(&other, "planetlab.us.pl.alice");
+    let s1 = principal(&other, "planetlab.us.pl.s1");
+    let untrusted = other
+        .issue_credential(
+            &eve.gid,
+            &s1.gid,
+            &RightList::for_record_type(RecordType::Slice),
+            false,
+            86_400,
+        )
+        .unwrap()
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let (code, msg) = fault_code(
+        w.client(&eve)
+            .call("stop_slice", vec![Value::from(untrusted.as_str())])
+            .await,
+    );
+    assert_eq!(code, 101, "{msg}");
+    assert!(msg.contains("trusted root"), "{msg}");
+
+    // Missing right: a user credential cannot stop a slice.
+    let user = w.user_cred(&w.alice);
+    let (code, msg) = fault_code(
+        alice
+            .call("stop_slice", vec![Value::from(user.as_str())])
+            .await,
+    );
+    assert_eq!(code, 103, "{msg}");
+
+    // Object of another slice: alice's s1 credential aimed at s2.
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "stop_slice",
+                vec![
+                    Value::from(cred.as_str()),
+                    Value::from("planetlab.us.pl.s2"),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+    let _ = &w.s2;
+
+    // Reboot needs authority rights; with them it runs the configured command.
+    let (code, msg) = fault_code(alice.call("reboot", vec![Value::from(cred.as_str())]).await);
+    assert_eq!(code, 103, "{msg}");
+    assert!(!w.path("rebooted").exists());
+    let site = w.h.authority(&hrn("planetlab.us.pl")).unwrap();
+    let site_principal = Principal {
+        key: site.key.clone(),
+        gid: site.gid.clone(),
+    };
+    let auth_cred =
+        w.h.authority_credential(&hrn("planetlab.us.pl"))
+            .unwrap()
+            .to_chain_string(ChainForm::Separator)
+            .unwrap();
+    w.client(&site_principal)
+        .call("reboot", vec![Value::from(auth_cred.as_str())])
+        .await
+        .unwrap();
+    assert!(w.path("rebooted").exists());
+
+    // Tickets come from the PLC side.
+    let (code, msg) = fault_code(
+        alice
+            .call("get_ticket", vec![Value::from(cred.as_str())])
+            .await,
+    );
+    assert_eq!(code, 107, "{msg}");
+    assert!(msg.contains("PLC side"), "{msg}");
+
+    // noop echoes, resources report.
+    let echoed = alice
+        .call("noop", vec![Value::from(cred.as_str()), Value::Int(42)])
+        .await
+        .unwrap();
+    assert_eq!(echoed, Value::Int(42));
+    let report = alice
+        .call("list_component_resources", vec![Value::from(cred.as_str())])
+        .await
+        .unwrap();
+    assert!(
+        report
+            .as_struct()
+            .unwrap()
+            .get("cpus")
+            .and_then(Value::as_i64)
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn a_node_without_trusted_roots_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("roots");
+    std::fs::create_dir(&empty).unwrap();
+    let toml = dir.path().join("agent.toml");
+    std::fs::write(&toml, "").unwrap();
+    let out = Command::new(BIN)
+        .args(["node", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&toml)
+        .arg("--trusted-roots")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no usable trusted root"), "{err}");
+    assert!(err.contains("trusted_roots.example"), "{err}");
+}
