@@ -318,3 +318,60 @@ fn a_node_without_trusted_roots_refuses_to_start() {
     assert!(err.contains("no usable trusted root"), "{err}");
     assert!(err.contains("trusted_roots.example"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_trusted_roots() {
+    let w = World::new();
+    // A second, independent root and a credential under it.
+    let other = Hierarchy::new(w.path("other"));
+    other.create_authority(&hrn("emulab.net"), true).unwrap();
+    let carol = principal(&other, "emulab.net.carol");
+    let cred = other
+        .issue_credential(
+            &carol.gid,
+            &carol.gid,
+            &RightList::for_record_type(RecordType::User),
+            false,
+            86_400,
+        )
+        .unwrap()
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let client = w.client(&carol);
+    let (code, _) = fault_code(
+        client
+            .call("noop", vec![Value::from(cred.as_str()), Value::Int(1)])
+            .await,
+    );
+    assert_eq!(code, 101);
+    std::fs::copy(
+        w.path("other/emulab/emulab.gid"),
+        w.path("roots/emulab.gid"),
+    )
+    .unwrap();
+    let pid = w.agent.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match client
+            .call("noop", vec![Value::from(cred.as_str()), Value::Int(1)])
+            .await
+        {
+            Ok(v) => {
+                assert_eq!(v, Value::Int(1));
+                break;
+            }
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "roots not reloaded: {e}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
