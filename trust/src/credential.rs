@@ -36,7 +36,6 @@ pub(crate) struct CredentialFields<'a> {
 }
 
 impl Credential {
-    /// Reads a credential chain (either chain form).
     /// Reads a credential chain (either chain form). Unverified: see [`crate::Verifier`].
     pub fn parse(text: &str) -> Result<Self, TrustError> {
         parse_object(text, "credential", Self::from_cert)
