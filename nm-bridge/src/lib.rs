@@ -12,6 +12,7 @@
 mod error;
 pub mod local;
 mod manager;
+pub mod nodemanager;
 mod record;
 
 pub use error::NmError;

@@ -74,7 +74,7 @@ struct State {
 struct Entry {
     record: SliverRecord,
     state: Persisted,
-    /// Process-group leader and its start time (clock ticks since boot, /proc/<pid>/stat field
+    /// Process-group leader and its start time (clock ticks since boot, `/proc/<pid>/stat` field
     /// 22): together they name one process, where a pid alone may have been reused.
     pid: Option<(u32, u64)>,
 }
@@ -441,7 +441,7 @@ fn write_durably(path: &Path, data: &[u8], mode: u32) -> Result<(), NmError> {
 
 // === processes ===
 
-/// Start time (field 22 of /proc/<pid>/stat) of a live, non-zombie process.
+/// Start time (field 22 of `/proc/<pid>/stat`) of a live, non-zombie process.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: split after the last ')'.
