@@ -70,6 +70,12 @@ impl From<ExitCode> for process::ExitCode {
 }
 
 fn main() -> process::ExitCode {
+    // The NodeManager backend's short-lived helper: runs as a sliver's account with no
+    // environment, connects its stdin socket to NodeManager and exits. Nothing else may run first.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(nm_bridge::nodemanager::HELPER_SUBCOMMAND) {
+        return nm_bridge::nodemanager::connect_helper_main(args.get(2..).unwrap_or_default());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
