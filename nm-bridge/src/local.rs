@@ -1,580 +1,625 @@
-//! The `local` backend, the default: a sliver is a directory under the state directory (its
-//! home, with `.ssh/authorized_keys` and its `initscript`), optionally a Unix account, and its
-//! initscript run as a process group with the rspec's limits.
+//! The `local` backend, the default: a sliver is a home directory under the state directory
+//! (its SSH keys and initscript), optionally a Unix account, and its initscript run as a
+//! supervised process group under the sliver's uid with the rspec's limits (rlimits always,
+//! cgroup v2 limits where writable).
 //!
-//! State (records, states, pids with their start times) lives in one JSON file written
-//! crash-safely (temp file, fsync, rename, fsync of the directory) before any call returns, and
-//! every change is ordered so that `kill -9` at any point leaves something [`LocalManager::open`]
-//! repairs: files are written before the state names the sliver, the state forgets a sliver
-//! before its files go, and "running" is recorded before the process is spawned. On open,
-//! directories the state does not name are removed, missing files of named slivers are
-//! rewritten, processes found in a sliver's directory that the state does not account for are
-//! killed, running slivers whose process is alive (same pid *and* start time: a recycled pid is
-//! not ours) are adopted, and those whose process is gone are started again.
+//! This module owns [`LocalOptions`], [`LocalManager`] and the order of every operation; the
+//! pieces live in `local/`: `state` (the crash-safe state file), `files` (the home), `process`
+//! (pid + start time, spawning, signals), `account` (useradd/userdel) and `cgroup`.
 //!
-//! Limits go through the shell's `ulimit` because setting them between fork and exec would need
-//! `unsafe` (`pre_exec`), which this crate forbids.
+//! Crash safety (`kill -9` at any point loses no acknowledged state and leaves no half-made
+//! sliver). Every change is written to the state file (temp, fsync, rename, fsync the directory)
+//! before the call returns, and the steps are ordered so that [`LocalManager::open`] can finish
+//! or undo whatever a crash interrupted:
+//!
+//! * create writes the home (and makes the account) first, then records the sliver: a crash in
+//!   between leaves a home the state does not name, which open removes (with an account whose
+//!   home it is);
+//! * start spawns a wrapper that waits for a "go" line, records the pid and start time, then
+//!   sends "go": a crash in between closes the pipe and the wrapper exits having run nothing,
+//!   and open starts the sliver again because it is recorded as running;
+//! * destroy stops the sliver and removes the account while it is still recorded, forgets it,
+//!   then removes the home: a crash leaves either a stopped sliver or an unnamed home;
+//! * open rewrites every named sliver's keys and initscript from the state (a reset interrupted
+//!   between wipe and re-create comes back whole), adopts running slivers whose process is the
+//!   recorded one (same pid *and* start time, in the same boot: a recycled pid is never adopted
+//!   nor signalled), and restarts those recorded as running whose process is gone.
+//!
+//! Choices: an empty initscript makes start record the sliver as running with no process (pid
+//! None). Stop of a created, stopped or exited sliver succeeds and records it as stopped, after
+//! ending anything an exited initscript left running in its group. A newer record replaces the
+//! keys and the initscript file but does not restart a running initscript. Initscripts of a root
+//! agent without accounts run as nobody unless configured otherwise ([`LocalOptions::run_as`]).
+//! One mutex covers the whole state but is never held while waiting for a process group to end
+//! (see `halt`): callers serialise operations on one sliver (the node's per-sliver lock), and
+//! different slivers proceed side by side. A lock file keeps a second agent off the state
+//! directory.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+mod account;
+mod cgroup;
+mod files;
+mod process;
+mod state;
+
+use std::fmt;
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use self::cgroup::Cgroups;
+use self::files::Home;
+use self::process::{Launch, Limits, ProcId};
+use self::state::{STATE_FILE, Sliver, Slivers, lock_state_dir};
 use crate::{
     BoxFuture, NmError, SliverManager, SliverName, SliverRecord, SliverState, SliverStatus,
 };
 
+/// nobody's uid and nogroup's gid on Debian and Fedora alike.
+const NOBODY: u32 = 65_534;
+
 /// How the local backend runs.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
+    /// Holds `local-state.json` and `slivers/<name>/`; made if missing.
     pub state_dir: PathBuf,
-    /// Make a Unix account per sliver (`useradd`) and run its initscript as that user. Needs root.
+    /// Make a Unix account per sliver (`useradd`, `userdel` on destroy) and run its initscript
+    /// as that account. Needs root: [`LocalManager::open`] refuses otherwise.
     pub manage_accounts: bool,
-    /// Between SIGTERM and SIGKILL.
+    /// Between SIGTERM and SIGKILL when stopping.
     pub stop_grace: Duration,
+    /// (uid, gid) to run initscripts as when accounts are not managed and the agent is root.
+    /// The default is nobody/nogroup (65534): a ticket must not buy root on the node. None runs
+    /// them as the agent itself (root): opt in knowingly. An agent that is not root always runs
+    /// them as itself.
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl Default for LocalOptions {
     fn default() -> Self {
         Self {
-            state_dir: "/var/lib/geni-agent".into(),
+            state_dir: PathBuf::from("/var/lib/geni-agent"),
             manage_accounts: false,
             stop_grace: Duration::from_secs(5),
+            run_as: Some((NOBODY, NOBODY)),
         }
     }
 }
 
-/// The local sliver manager.
-#[derive(Debug, Clone)]
+impl LocalOptions {
+    /// The defaults with `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The (uid, gid) of the account `name`, for [`LocalOptions::run_as`]; an error names an account
+/// this host does not have.
+pub fn account_ids(name: &str) -> Result<(u32, u32), NmError> {
+    match account::lookup(name)? {
+        Some(a) => Ok((a.uid, a.gid)),
+        None => Err(NmError::Permission(format!(
+            "there is no account {name:?} on this host to run initscripts as"
+        ))),
+    }
+}
+
+/// The local sliver manager. Dropping it leaves running slivers running: the next
+/// [`LocalManager::open`] on the same state directory adopts them.
 pub struct LocalManager {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// `<state_dir>/local.lock`, flocked while this manager lives: two agents on one state
+    /// directory would both adopt, restart and record the same slivers.
+    _lock: fs::File,
     options: LocalOptions,
-    state: Mutex<State>,
+    root: bool,
+    slivers_dir: PathBuf,
+    cgroups: Option<Cgroups>,
+    slivers: Mutex<Slivers>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    slivers: BTreeMap<SliverName, Entry>,
+impl fmt::Debug for LocalManager {
+    // Not the records: they hold users' keys and initscripts.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalManager")
+            .field("state_dir", &self.inner.options.state_dir)
+            .field("manage_accounts", &self.inner.options.manage_accounts)
+            .finish_non_exhaustive()
+    }
 }
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    record: SliverRecord,
-    state: Persisted,
-    /// Process-group leader and its start time (clock ticks since boot, `/proc/<pid>/stat` field
-    /// 22): together they name one process, where a pid alone may have been reused.
-    pid: Option<(u32, u64)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Persisted {
-    Created,
-    Running,
-    Stopped,
-    Exited,
-}
-
-const STATE_FILE: &str = "local-state.json";
 
 impl LocalManager {
-    /// Loads the state and repairs what a crash left (see the module documentation).
+    /// Loads the state, removes what a crash left half-made, and re-adopts or restarts running
+    /// slivers (see the module documentation).
     pub async fn open(options: LocalOptions) -> Result<Self, NmError> {
-        if options.manage_accounts && !nix::unistd::geteuid().is_root() {
+        let root = account::is_root();
+        if options.manage_accounts && !root {
             return Err(NmError::Permission(
-                "manage_accounts needs the agent to run as root".into(),
+                "manage_accounts needs the agent to run as root (it runs useradd and userdel)"
+                    .into(),
             ));
         }
         let slivers_dir = options.state_dir.join("slivers");
-        fs::create_dir_all(&slivers_dir).map_err(|e| NmError::io(&slivers_dir, e))?;
-        let path = options.state_dir.join(STATE_FILE);
-        let state: State = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| NmError::InvalidRecord(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(NmError::io(&path, e)),
-        };
-        let manager = Self {
-            inner: Arc::new(Inner {
-                options,
-                state: Mutex::new(state),
-            }),
-        };
-        manager.repair().await?;
-        Ok(manager)
-    }
-
-    fn dir(&self, name: &SliverName) -> PathBuf {
-        self.inner
-            .options
-            .state_dir
-            .join("slivers")
-            .join(name.as_str())
-    }
-
-    async fn repair(&self) -> Result<(), NmError> {
-        let mut state = self.inner.state.lock().await;
-        // Leftover temp files and directories of slivers the state does not name.
-        let slivers_dir = self.inner.options.state_dir.join("slivers");
-        for entry in fs::read_dir(&slivers_dir)
-            .map_err(|e| NmError::io(&slivers_dir, e))?
-            .flatten()
-        {
-            let known = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| SliverName::parse(n).ok())
-                .is_some_and(|n| state.slivers.contains_key(&n));
-            if !known {
-                kill_strays(&entry.path(), None);
-                let _ = fs::remove_dir_all(entry.path());
+        make_dir(&options.state_dir)?;
+        make_dir(&slivers_dir)?;
+        // Sliver accounts must reach their homes; 0711 lets them without listing the others.
+        fs::set_permissions(&slivers_dir, Permissions::from_mode(0o711))
+            .map_err(|e| NmError::io(&slivers_dir, e))?;
+        if root && (options.manage_accounts || options.run_as.is_some_and(|(uid, _)| uid != 0)) {
+            let closed = options
+                .state_dir
+                .ancestors()
+                .find(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 == 0));
+            if let Some(dir) = closed {
+                tracing::warn!(dir = %dir.display(),
+                    "Slivers run as other users but cannot enter this directory (no o+x) on the way to their homes: their initscripts will not start");
             }
         }
-        let names: Vec<SliverName> = state.slivers.keys().cloned().collect();
-        let mut restart = Vec::new();
+        let lock = lock_state_dir(&options.state_dir).await?;
+        let slivers = Slivers::load(options.state_dir.join(STATE_FILE))?;
+        let cgroups = if root {
+            Cgroups::detect(Path::new(cgroup::ROOT))
+        } else {
+            None
+        };
+        let inner = Arc::new(Inner {
+            _lock: lock,
+            options,
+            root,
+            slivers_dir,
+            cgroups,
+            slivers: Mutex::new(slivers),
+        });
+        inner.repair().await?;
+        Ok(Self { inner })
+    }
+}
+
+impl Inner {
+    fn home(&self, name: &str) -> Home {
+        Home::new(&self.slivers_dir, name)
+    }
+
+    /// Who a new sliver's initscript runs as when it has no account of its own.
+    fn default_ids(&self) -> (u32, u32) {
+        match self.options.run_as {
+            Some(ids) if self.root => ids,
+            _ => account::own_ids(),
+        }
+    }
+
+    /// The owner to give the sliver's files: only root can give them away.
+    fn owner(&self, s: &Sliver) -> Option<(u32, u32)> {
+        self.root.then_some((s.uid, s.gid))
+    }
+
+    async fn repair(self: &Arc<Self>) -> Result<(), NmError> {
+        let mut slivers = self.slivers.lock().await;
+        self.remove_orphans(&slivers).await?;
+        let names: Vec<SliverName> = slivers.map.keys().cloned().collect();
         for name in names {
-            let dir = self.dir(&name);
-            let Some(e) = state.slivers.get_mut(&name) else {
-                continue;
-            };
-            write_files(&dir, &e.record)?;
-            let live = e.pid.filter(|(pid, start)| alive(*pid, *start));
-            kill_strays(&dir, live.map(|(pid, _)| pid));
-            match (e.state, live) {
-                (Persisted::Running, Some((pid, start))) => {
-                    tracing::info!(sliver = %name, pid, "Adopted running sliver");
-                    self.watch(name.clone(), pid, start, None);
-                }
-                (Persisted::Running, None) => restart.push(name.clone()),
-                _ => e.pid = None,
+            if let Err(e) = self.repair_one(&mut slivers, &name).await {
+                // One broken sliver must not keep the node down: it is reported and its next
+                // operation fails with the cause.
+                tracing::error!(sliver = %name, error = %e, "Cannot restore sliver");
             }
         }
-        for name in restart {
-            tracing::info!(sliver = %name, "Restarting sliver whose process is gone");
-            self.spawn_locked(&mut state, &name).await?;
-        }
-        self.persist(&state)
-    }
-
-    fn persist(&self, state: &State) -> Result<(), NmError> {
-        let path = self.inner.options.state_dir.join(STATE_FILE);
-        let bytes =
-            serde_json::to_vec_pretty(state).map_err(|e| NmError::InvalidRecord(e.to_string()))?;
-        write_durably(&path, &bytes, 0o600)
-    }
-
-    /// Marks `running` before spawning, so that a crash in between restarts it on open rather
-    /// than leaving a process the state does not know.
-    async fn spawn_locked(&self, state: &mut State, name: &SliverName) -> Result<(), NmError> {
-        let dir = self.dir(name);
-        let entry = state
-            .slivers
-            .get_mut(name)
-            .ok_or_else(|| NmError::NotFound(name.to_string()))?;
-        entry.state = Persisted::Running;
-        entry.pid = None;
-        let record = entry.record.clone();
-        self.persist(state)?;
-        let (pid, start, child) = spawn(&dir, &record, self.inner.options.manage_accounts)?;
-        if let Some(e) = state.slivers.get_mut(name) {
-            e.pid = Some((pid, start));
-        }
-        self.persist(state)?;
-        self.watch(name.clone(), pid, start, Some(child));
         Ok(())
     }
 
-    /// Notices the end of the sliver's process and records it as exited (unless it was stopped).
-    fn watch(&self, name: SliverName, pid: u32, start: u64, child: Option<tokio::process::Child>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            match child {
-                Some(mut c) => {
-                    let _ = c.wait().await;
+    /// Homes the state does not name: a create interrupted before it was recorded, or a destroy
+    /// after it was forgotten.
+    ///
+    /// Failures are logged, not fatal: the leftovers are retried at the next open.
+    async fn remove_orphans(&self, slivers: &Slivers) -> Result<(), NmError> {
+        let entries =
+            fs::read_dir(&self.slivers_dir).map_err(|e| NmError::io(&self.slivers_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| NmError::io(&self.slivers_dir, e))?;
+            if let Err(e) = self.remove_orphan(slivers, &entry).await {
+                tracing::warn!(error = %e, "Cannot remove the leftovers of an unfinished sliver");
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_orphan(&self, slivers: &Slivers, entry: &fs::DirEntry) -> Result<(), NmError> {
+        let file_name = entry.file_name();
+        let name = file_name.to_str().and_then(|n| SliverName::parse(n).ok());
+        if name.as_ref().is_some_and(|n| slivers.map.contains_key(n)) {
+            return Ok(());
+        }
+        let path = entry.path();
+        tracing::info!(path = %path.display(), "Removing the leftovers of an unfinished sliver");
+        if self.options.manage_accounts
+            && let Some(name) = name
+        {
+            // Only an account whose home is this very directory.
+            account::remove(name.as_str(), &path).await?;
+        }
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(|e| NmError::io(&path, e))
+    }
+
+    async fn repair_one(
+        self: &Arc<Self>,
+        slivers: &mut Slivers,
+        name: &SliverName,
+    ) -> Result<(), NmError> {
+        let Some(mut s) = slivers.map.get(name).cloned() else {
+            return Ok(());
+        };
+        let home = self.home(name.as_str());
+        if s.account && account::lookup(name.as_str())?.is_none() {
+            // A destroy interrupted after userdel: give the sliver its account back.
+            let a = account::add(name, &home.dir).await?;
+            (s.uid, s.gid) = (a.uid, a.gid);
+            slivers.commit(name, Some(s.clone()))?;
+        }
+        home.write(&s.record, self.owner(&s))?;
+        if s.state != SliverState::Running {
+            return Ok(());
+        }
+        match s.proc {
+            Some(id) if id.is_alive() => {
+                tracing::info!(sliver = %name, pid = id.pid, "Adopted running sliver");
+                self.watch_adopted(name.clone(), id);
+                Ok(())
+            }
+            None if s.record.initscript.trim().is_empty() => Ok(()),
+            _ => {
+                tracing::info!(sliver = %name, "Restarting sliver whose process is gone");
+                let started = self.start_locked(slivers, name).await;
+                if started.is_err() {
+                    // Not "running" with nothing running: it ended, and start may be retried.
+                    let exited = Sliver {
+                        state: SliverState::Exited,
+                        ..s
+                    };
+                    slivers.commit(name, Some(exited))?;
                 }
-                None => {
-                    while alive(pid, start) {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+                started
+            }
+        }
+    }
+
+    fn get<'s>(&self, slivers: &'s Slivers, name: &SliverName) -> Result<&'s Sliver, NmError> {
+        slivers
+            .map
+            .get(name)
+            .ok_or_else(|| NmError::NotFound(name.to_string()))
+    }
+
+    async fn create(self: &Arc<Self>, record: SliverRecord) -> Result<(), NmError> {
+        let name = record.name.clone();
+        if !record.timestamp.is_finite() {
+            return Err(NmError::InvalidRecord(format!(
+                "sliver {name}: timestamp {} is not a number",
+                record.timestamp
+            )));
+        }
+        let mut slivers = self.slivers.lock().await;
+        let home = self.home(name.as_str());
+        if let Some(current) = slivers.map.get(&name) {
+            if record.timestamp <= current.record.timestamp {
+                return Err(NmError::Stale {
+                    name: name.to_string(),
+                    current: current.record.timestamp,
+                    offered: record.timestamp,
+                });
+            }
+            // Newer record: new keys and initscript (the running initscript is not restarted;
+            // the new one runs at the next start or reset), same state and process.
+            let updated = Sliver {
+                record,
+                ..current.clone()
+            };
+            home.write(&updated.record, self.owner(&updated))?;
+            return slivers.commit(&name, Some(updated));
+        }
+        // Pristine: nothing may be left of an earlier sliver of this name. The home exists
+        // before the account, so that a crash leaves an account open() can find by its home.
+        home.remove()?;
+        home.write(&record, None)?;
+        let (ids, made_account) = if self.options.manage_accounts {
+            match account::add(&name, &home.dir).await {
+                Ok(a) => ((a.uid, a.gid), true),
+                Err(e) => {
+                    let _ = home.remove();
+                    return Err(e);
                 }
             }
-            let mut state = me.inner.state.lock().await;
-            if let Some(e) = state.slivers.get_mut(&name)
-                && e.state == Persisted::Running
-                && e.pid == Some((pid, start))
-            {
-                e.state = Persisted::Exited;
-                e.pid = None;
-                if let Err(err) = me.persist(&state) {
-                    tracing::error!(sliver = %name, error = %err, "Cannot record the end of a sliver");
+        } else {
+            (self.default_ids(), false)
+        };
+        let sliver = Sliver {
+            record,
+            state: SliverState::Created,
+            proc: None,
+            uid: ids.0,
+            gid: ids.1,
+            account: made_account,
+        };
+        // Gives the home and its files to the sliver's uid.
+        let made = home
+            .write(&sliver.record, self.owner(&sliver))
+            .and_then(|()| slivers.commit(&name, Some(sliver)));
+        if let Err(e) = made {
+            if made_account && let Err(undo) = account::remove(name.as_str(), &home.dir).await {
+                tracing::warn!(sliver = %name, error = %undo, "Cannot remove the account of a failed create");
+            }
+            let _ = home.remove();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn start_locked(
+        self: &Arc<Self>,
+        slivers: &mut Slivers,
+        name: &SliverName,
+    ) -> Result<(), NmError> {
+        let s = self.get(slivers, name)?.clone();
+        let empty = s.record.initscript.trim().is_empty();
+        if s.state == SliverState::Running {
+            match s.proc {
+                Some(id) if id.is_alive() => return Ok(()),
+                None if empty => return Ok(()),
+                _ => {}
+            }
+        }
+        if let Some(id) = s.proc {
+            // What an exited initscript left running in its group (its daemons).
+            self.end_group(name, id).await?;
+        }
+        if empty {
+            return slivers.commit(
+                name,
+                Some(Sliver {
+                    state: SliverState::Running,
+                    proc: None,
+                    ..s
+                }),
+            );
+        }
+        let home = self.home(name.as_str());
+        // Cheap when nothing changed; makes start work after the files were damaged.
+        home.write(&s.record, self.owner(&s))?;
+        let limits = Limits::from_rspec(&s.record.rspec);
+        let initscript = home.initscript();
+        let launch = Launch {
+            name: name.as_str(),
+            home: &home.dir,
+            initscript: &initscript,
+            ids: self.root.then_some((s.uid, s.gid)),
+            limits: &limits,
+        };
+        let started = process::spawn(&launch).map_err(|message| NmError::Process {
+            name: name.to_string(),
+            message,
+        })?;
+        let id = started.id;
+        if let Some(cg) = &self.cgroups
+            && let Err(e) = cg.attach(name.as_str(), id.pid, &s.record.rspec)
+        {
+            tracing::debug!(sliver = %name, error = %e, "Not in a cgroup: rlimits only");
+        }
+        let running = Sliver {
+            state: SliverState::Running,
+            proc: Some(id),
+            ..s
+        };
+        if let Err(e) = slivers.commit(name, Some(running)) {
+            started.abort().await;
+            return Err(e);
+        }
+        let child = started.release().await;
+        tracing::info!(sliver = %name, pid = id.pid, "Started sliver");
+        let weak = Arc::downgrade(self);
+        let name = name.clone();
+        tokio::spawn(async move {
+            let mut child = child;
+            let status = child.wait().await;
+            if let Some(inner) = weak.upgrade() {
+                inner.ended(&name, id, &process::describe(&status)).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Polls an adopted process (not our child, so it cannot be waited for).
+    fn watch_adopted(self: &Arc<Self>, name: SliverName, id: ProcId) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                if !id.is_alive() {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.ended(&name, id, "ended (adopted)").await;
+                    }
+                    return;
                 }
             }
         });
     }
 
-    /// SIGTERM to the group, SIGKILL after the grace period; waits for the leader to go.
-    async fn kill(&self, name: &SliverName, pid: u32, start: u64) {
-        let Ok(raw) = i32::try_from(pid) else { return };
-        let group = Pid::from_raw(raw);
-        if alive(pid, start) {
-            let _ = killpg(group, Signal::SIGTERM);
+    /// The initscript `id` ended by itself: Exited, unless the sliver has moved on (stopped,
+    /// restarted) since.
+    async fn ended(&self, name: &SliverName, id: ProcId, how: &str) {
+        let mut slivers = self.slivers.lock().await;
+        let Some(s) = slivers.map.get(name) else {
+            return;
+        };
+        if s.state != SliverState::Running || s.proc != Some(id) {
+            return;
         }
-        let deadline = Instant::now() + self.inner.options.stop_grace;
-        while alive(pid, start) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        tracing::info!(sliver = %name, pid = id.pid, status = how, "Sliver's initscript ended");
+        let exited = Sliver {
+            state: SliverState::Exited,
+            ..s.clone()
+        };
+        if let Err(e) = slivers.commit(name, Some(exited)) {
+            tracing::error!(sliver = %name, error = %e, "Cannot record that the sliver's initscript ended");
         }
-        // Whatever is left of the group, leader gone or not.
-        let _ = killpg(group, Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while alive(pid, start) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        kill_strays(&self.dir(name), None);
     }
 
-    /// Ends the sliver's processes without recording it: reset and destroy record only their
-    /// final state, so that a crash half-way leaves the old state (restarted on open) or the new
-    /// one, never an intermediate "stopped" nobody asked for.
-    async fn terminate(&self, name: &SliverName) -> Result<(), NmError> {
-        let pid = {
-            let mut state = self.inner.state.lock().await;
-            let e = state
-                .slivers
-                .get_mut(name)
-                .ok_or_else(|| NmError::NotFound(name.to_string()))?;
-            // Detach the process in memory only: the watcher then ignores the end we cause, and
-            // a crash before the caller records the outcome finds the old state on disk.
-            e.pid.take()
+    async fn end_group(&self, name: &SliverName, id: ProcId) -> Result<(), NmError> {
+        process::terminate(id, self.options.stop_grace)
+            .await
+            .map_err(|message| NmError::Process {
+                name: name.to_string(),
+                message,
+            })
+    }
+
+    /// Ends the sliver's process group without holding the state lock, so that a stop's grace
+    /// period stalls neither `list` nor other slivers. Operations on one sliver are serialised
+    /// by the caller (the node's per-sliver lock); the locked step that follows finds the group
+    /// gone and only records the outcome. A crash meanwhile leaves the old state, which open
+    /// restores.
+    async fn halt(&self, name: &SliverName) -> Result<(), NmError> {
+        let proc = {
+            let slivers = self.slivers.lock().await;
+            self.get(&slivers, name)?.proc
         };
-        if let Some((pid, start)) = pid {
-            self.kill(name, pid, start).await;
+        match proc {
+            Some(id) => self.end_group(name, id).await,
+            None => Ok(()),
         }
+    }
+
+    async fn stop_locked(&self, slivers: &mut Slivers, name: &SliverName) -> Result<(), NmError> {
+        let s = self.get(slivers, name)?.clone();
+        if let Some(id) = s.proc {
+            self.end_group(name, id).await?;
+        }
+        if s.state == SliverState::Stopped && s.proc.is_none() {
+            return Ok(());
+        }
+        let stopped = Sliver {
+            state: SliverState::Stopped,
+            proc: None,
+            ..s
+        };
+        slivers.commit(name, Some(stopped))?;
+        tracing::info!(sliver = %name, "Stopped sliver");
         Ok(())
     }
 
-    async fn stop_inner(&self, name: &SliverName) -> Result<(), NmError> {
-        self.terminate(name).await?;
-        let mut state = self.inner.state.lock().await;
-        let e = state
-            .slivers
-            .get_mut(name)
-            .ok_or_else(|| NmError::NotFound(name.to_string()))?;
-        e.state = Persisted::Stopped;
-        e.pid = None;
-        self.persist(&state)
+    async fn reset(self: &Arc<Self>, name: &SliverName) -> Result<(), NmError> {
+        self.halt(name).await?;
+        let mut slivers = self.slivers.lock().await;
+        self.stop_locked(&mut slivers, name).await?;
+        let s = self.get(&slivers, name)?.clone();
+        let home = self.home(name.as_str());
+        // A crash from here on leaves a stopped sliver whose files open rewrites.
+        home.remove()?;
+        home.write(&s.record, self.owner(&s))?;
+        self.start_locked(&mut slivers, name).await
+    }
+
+    async fn destroy(&self, name: &SliverName) -> Result<(), NmError> {
+        self.halt(name).await?;
+        let mut slivers = self.slivers.lock().await;
+        self.stop_locked(&mut slivers, name).await?;
+        let s = self.get(&slivers, name)?.clone();
+        let home = self.home(name.as_str());
+        if s.account {
+            account::remove(name.as_str(), &home.dir).await?;
+        }
+        slivers.commit(name, None)?;
+        if let Some(cg) = &self.cgroups {
+            cg.remove(name.as_str());
+        }
+        // Forgotten already: if this fails, the home is an orphan the next open removes.
+        if let Err(e) = home.remove() {
+            tracing::warn!(sliver = %name, error = %e, "Cannot remove the destroyed sliver's home yet");
+        }
+        tracing::info!(sliver = %name, "Destroyed sliver");
+        Ok(())
+    }
+}
+
+fn make_dir(dir: &Path) -> Result<(), NmError> {
+    match DirBuilder::new().recursive(true).mode(0o755).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(NmError::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn status_of(name: &SliverName, s: &Sliver) -> SliverStatus {
+    SliverStatus {
+        name: name.clone(),
+        state: s.state,
+        // Only a running sliver's process is reported: an exited one's is history.
+        pid: s
+            .proc
+            .filter(|_| s.state == SliverState::Running)
+            .map(|p| p.pid),
+        timestamp: s.record.timestamp,
+        expires: s.record.expires,
     }
 }
 
 impl SliverManager for LocalManager {
     fn create(&self, record: SliverRecord) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let mut state = self.inner.state.lock().await;
-            let name = record.name.clone();
-            let dir = self.dir(&name);
-            if let Some(e) = state.slivers.get(&name)
-                && record.timestamp <= e.record.timestamp
-            {
-                return Err(NmError::Stale {
-                    name: name.to_string(),
-                    current: e.record.timestamp,
-                    offered: record.timestamp,
-                });
-            }
-            let is_new = !state.slivers.contains_key(&name);
-            if is_new && self.inner.options.manage_accounts {
-                account(&name, &dir, true).await?;
-            }
-            // Files first: a crash now leaves a directory the state does not name, which open
-            // removes.
-            write_files(&dir, &record)?;
-            match state.slivers.get_mut(&name) {
-                Some(e) => e.record = record,
-                None => {
-                    state.slivers.insert(
-                        name,
-                        Entry {
-                            record,
-                            state: Persisted::Created,
-                            pid: None,
-                        },
-                    );
-                }
-            }
-            self.persist(&state)
-        })
+        Box::pin(self.inner.create(record))
     }
 
     fn start<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let mut state = self.inner.state.lock().await;
-            let e = state
-                .slivers
-                .get(name)
-                .ok_or_else(|| NmError::NotFound(name.to_string()))?;
-            if e.state == Persisted::Running && e.pid.is_some_and(|(p, s)| alive(p, s)) {
-                return Ok(());
-            }
-            self.spawn_locked(&mut state, name).await
+            let mut slivers = self.inner.slivers.lock().await;
+            self.inner.start_locked(&mut slivers, name).await
         })
     }
 
     fn stop<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, ()> {
-        Box::pin(self.stop_inner(name))
+        Box::pin(async move {
+            self.inner.halt(name).await?;
+            let mut slivers = self.inner.slivers.lock().await;
+            self.inner.stop_locked(&mut slivers, name).await
+        })
     }
 
     fn reset<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.terminate(name).await?;
-            let mut state = self.inner.state.lock().await;
-            let record = state
-                .slivers
-                .get(name)
-                .ok_or_else(|| NmError::NotFound(name.to_string()))?
-                .record
-                .clone();
-            let dir = self.dir(name);
-            fs::remove_dir_all(&dir).map_err(|e| NmError::io(&dir, e))?;
-            write_files(&dir, &record)?;
-            self.spawn_locked(&mut state, name).await
-        })
+        Box::pin(self.inner.reset(name))
     }
 
     fn destroy<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.terminate(name).await?;
-            let mut state = self.inner.state.lock().await;
-            state
-                .slivers
-                .remove(name)
-                .ok_or_else(|| NmError::NotFound(name.to_string()))?;
-            // Forget first: a crash now leaves a directory open() removes, never a sliver
-            // without its files.
-            self.persist(&state)?;
-            let dir = self.dir(name);
-            if self.inner.options.manage_accounts {
-                account(name, &dir, false).await?;
-            }
-            fs::remove_dir_all(&dir).map_err(|e| NmError::io(&dir, e))
-        })
+        Box::pin(self.inner.destroy(name))
     }
 
     fn list(&self) -> BoxFuture<'_, Vec<SliverStatus>> {
         Box::pin(async move {
-            let state = self.inner.state.lock().await;
-            Ok(state.slivers.iter().map(|(n, e)| status_of(n, e)).collect())
+            let slivers = self.inner.slivers.lock().await;
+            // BTreeMap: already sorted by name.
+            Ok(slivers.map.iter().map(|(n, s)| status_of(n, s)).collect())
         })
     }
 
     fn status<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, SliverStatus> {
         Box::pin(async move {
-            let state = self.inner.state.lock().await;
-            state
-                .slivers
-                .get(name)
-                .map(|e| status_of(name, e))
-                .ok_or_else(|| NmError::NotFound(name.to_string()))
+            let slivers = self.inner.slivers.lock().await;
+            let s = self.inner.get(&slivers, name)?;
+            Ok(status_of(name, s))
         })
     }
-}
-
-fn status_of(name: &SliverName, e: &Entry) -> SliverStatus {
-    let state = match e.state {
-        Persisted::Created => SliverState::Created,
-        Persisted::Running => SliverState::Running,
-        Persisted::Stopped => SliverState::Stopped,
-        Persisted::Exited => SliverState::Exited,
-    };
-    SliverStatus {
-        name: name.clone(),
-        state,
-        pid: e.pid.map(|(p, _)| p),
-        timestamp: e.record.timestamp,
-        expires: e.record.expires,
-    }
-}
-
-// === files ===
-
-/// The sliver's home: authorized_keys (0600) and the initscript (0755); rewritten whole.
-fn write_files(dir: &Path, record: &SliverRecord) -> Result<(), NmError> {
-    let ssh = dir.join(".ssh");
-    fs::create_dir_all(&ssh).map_err(|e| NmError::io(&ssh, e))?;
-    let mut keys = record.keys.join("\n");
-    if !keys.is_empty() {
-        keys.push('\n');
-    }
-    write_durably(&ssh.join("authorized_keys"), keys.as_bytes(), 0o600)?;
-    write_durably(&dir.join("initscript"), record.initscript.as_bytes(), 0o755)
-}
-
-/// Temp file, fsync, rename, fsync of the directory: the file is the old or the new one.
-fn write_durably(path: &Path, data: &[u8], mode: u32) -> Result<(), NmError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    result.map_err(|e| NmError::io(path, e))
-}
-
-// === processes ===
-
-/// Start time (field 22 of `/proc/<pid>/stat`) of a live, non-zombie process.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: split after the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
-
-fn alive(pid: u32, start: u64) -> bool {
-    start_time(pid) == Some(start)
-}
-
-/// Kills every process whose working directory is inside `dir`, except `keep`'s group: what a
-/// crash between spawn and persist could leave running unaccounted for.
-fn kill_strays(dir: &Path, keep: Option<u32>) {
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(cwd) = fs::read_link(p.path().join("cwd")) else {
-            continue;
-        };
-        if !cwd.starts_with(dir) {
-            continue;
-        }
-        let group = nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok();
-        if keep
-            .and_then(|k| i32::try_from(k).ok())
-            .is_some_and(|k| group == Some(Pid::from_raw(k)))
-        {
-            continue;
-        }
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
-/// The initscript under `sh` with the rspec's limits, in its own process group, in its home.
-fn spawn(
-    dir: &Path,
-    record: &SliverRecord,
-    as_account: bool,
-) -> Result<(u32, u64, tokio::process::Child), NmError> {
-    let name = record.name.as_str();
-    let fail = |m: String| NmError::Process {
-        name: name.to_owned(),
-        message: m,
-    };
-    let mut limits = String::new();
-    // disk_max is in KB; dash's `ulimit -f` counts 512-byte blocks.
-    if let Some(kb) = record.rspec.int("disk_max").filter(|kb| *kb > 0) {
-        limits.push_str(&format!("ulimit -f {} 2>/dev/null; ", kb.saturating_mul(2)));
-    }
-    let script = if record.initscript.trim().is_empty() {
-        // Nothing to run: a sliver without an initscript still "runs" as an idle process, so
-        // that start, stop and list mean the same for every sliver.
-        format!("{limits}exec sleep 2147483647")
-    } else {
-        format!("{limits}exec /bin/sh ./initscript")
-    };
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("initscript.log"))
-        .map_err(|e| NmError::io(dir.join("initscript.log"), e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| NmError::io(dir.join("initscript.log"), e))?;
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("SLIVER", name);
-    cmd.stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .kill_on_drop(false);
-    if as_account {
-        let user = nix::unistd::User::from_name(name)
-            .map_err(|e| fail(format!("looking up its account: {e}")))?
-            .ok_or_else(|| fail("its account does not exist".into()))?;
-        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| fail(format!("cannot start its initscript: {e}")))?;
-    let pid = child
-        .id()
-        .ok_or_else(|| fail("its initscript ended at once".into()))?;
-    let start = start_time(pid).ok_or_else(|| fail("its initscript ended at once".into()))?;
-    Ok((pid, start, child))
-}
-
-/// `useradd` / `userdel` for a sliver's account.
-async fn account(name: &SliverName, dir: &Path, create: bool) -> Result<(), NmError> {
-    let mut cmd = if create {
-        let mut c = tokio::process::Command::new("useradd");
-        c.args(["--home-dir"]).arg(dir).args([
-            "--no-create-home",
-            "--shell",
-            "/bin/sh",
-            "--user-group",
-            name.as_str(),
-        ]);
-        c
-    } else {
-        let mut c = tokio::process::Command::new("userdel");
-        c.arg(name.as_str());
-        c
-    };
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| NmError::Permission(format!("cannot run useradd/userdel: {e}")))?;
-    if !out.status.success() {
-        return Err(NmError::Permission(format!(
-            "{} {name} failed: {}",
-            if create { "useradd" } else { "userdel" },
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    if create {
-        let user = nix::unistd::User::from_name(name.as_str()).ok().flatten();
-        if let Some(u) = user {
-            let _ = nix::unistd::chown(dir, Some(u.uid), Some(u.gid));
-        }
-    }
-    Ok(())
 }
