@@ -60,6 +60,13 @@ pub(crate) struct LocalSection {
     /// Make a Unix account per sliver (`useradd`); needs root.
     pub(crate) manage_accounts: bool,
     pub(crate) stop_grace_secs: u64,
+    /// The account initscripts run as when accounts are not managed and the agent is root. A
+    /// ticket must not buy root on the node, so this is never the agent itself unless
+    /// `danger_run_as_agent` says so.
+    pub(crate) run_as: String,
+    /// Run initscripts as the agent's own user (root on a real node) when accounts are not
+    /// managed. For test rigs only.
+    pub(crate) danger_run_as_agent: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +75,8 @@ pub(crate) struct NodeManagerSection {
     pub(crate) socket: PathBuf,
     pub(crate) admin_account: String,
     pub(crate) reconcile_secs: u64,
+    /// Bounds each NodeManager call (NM's own forwarder gives a call 120 s).
+    pub(crate) timeout_secs: u64,
 }
 
 /// The checked configuration.
@@ -117,6 +126,8 @@ impl Default for LocalSection {
         Self {
             manage_accounts: false,
             stop_grace_secs: 5,
+            run_as: "nobody".into(),
+            danger_run_as_agent: false,
         }
     }
 }
@@ -125,8 +136,10 @@ impl Default for NodeManagerSection {
     fn default() -> Self {
         Self {
             socket: "/tmp/nodemanager.api".into(),
-            admin_account: "pl_genicw".into(),
+            // NM7 gives AdminTicket's raw-arguments path to exactly `<prefix>_sfacm`.
+            admin_account: "pl_sfacm".into(),
             reconcile_secs: 60,
+            timeout_secs: 120,
         }
     }
 }

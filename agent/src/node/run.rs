@@ -15,6 +15,8 @@ use clap::Args;
 use geni_rpc::{Server, ServerOptions, TlsIdentity};
 use geni_trust::{Credential, Gid, Keypair, Policy, RightList, TrustedRoots, Verifier};
 use nm_bridge::SliverManager;
+use nm_bridge::local::{self, LocalManager, LocalOptions};
+use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 
 use super::Node;
 use super::config::{self, NodeConfig};
@@ -113,19 +115,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("the node GID {} does not verify", c.gid.display()))?;
     let credential = node_credential(&verifier, &gid, &key, &c.credential)?;
 
-    let backend: Arc<dyn SliverManager> = match c.backend.as_str() {
-        "nodemanager" => bail!(
-            "the nodemanager backend is not wired into this build yet; use backend = \"local\""
-        ),
-        _ => Arc::new(
-            nm_bridge::local::LocalManager::open(nm_bridge::local::LocalOptions {
-                state_dir: c.state_dir.clone(),
-                manage_accounts: c.local.manage_accounts,
-                stop_grace: Duration::from_secs(c.local.stop_grace_secs),
-            })
-            .await?,
-        ),
-    };
+    let backend = open_backend(c).await?;
     let node = Arc::new(Node::new(
         Arc::clone(&verifier),
         backend,
@@ -219,4 +209,38 @@ async fn signals(stop: geni_rpc::ShutdownHandle, verifier: Arc<Verifier>, roots_
     crate::notify::stopping();
     tracing::info!("Stopping: finishing calls in flight");
     stop.shutdown();
+}
+
+/// Opens the configured sliver backend; for `nodemanager`, also starts the loop that re-delivers
+/// redeemed slivers NodeManager's PLC sync dropped.
+async fn open_backend(c: &config::NodeSection) -> anyhow::Result<Arc<dyn SliverManager>> {
+    if c.backend == "nodemanager" {
+        let nm = &c.nodemanager;
+        let backend = Arc::new(NodeManagerBackend::new(NodeManagerOptions {
+            socket: nm.socket.clone(),
+            admin_account: nm.admin_account.clone(),
+            state_dir: c.state_dir.join("nodemanager"),
+            timeout: Duration::from_secs(nm.timeout_secs),
+            reconcile_every: Duration::from_secs(nm.reconcile_secs),
+            ..NodeManagerOptions::default()
+        })?);
+        // The task holds a weak reference: it ends with the backend.
+        drop(backend.spawn_reconcile());
+        return Ok(backend);
+    }
+    let l = &c.local;
+    let run_as = if l.danger_run_as_agent {
+        tracing::warn!("node.local.danger_run_as_agent: initscripts run as the agent's own user");
+        None
+    } else {
+        Some(local::account_ids(&l.run_as).context("node.local.run_as")?)
+    };
+    let local = LocalManager::open(LocalOptions {
+        state_dir: c.state_dir.clone(),
+        manage_accounts: l.manage_accounts,
+        stop_grace: Duration::from_secs(l.stop_grace_secs),
+        run_as,
+    })
+    .await?;
+    Ok(Arc::new(local))
 }
