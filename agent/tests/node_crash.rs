@@ -1,6 +1,6 @@
-//! Crash safety of `geni-agent node`: a stream of operations (redeem, start, stop, delete) runs
-//! against the node while the test kills it with SIGKILL at a random moment; after a restart the
-//! slivers must be exactly what was acknowledged, except for the one operation in flight, which
+//! Crash safety of `geni-agent node`: a stream of operations (redeem, start, stop, reset,
+//! delete) runs against the node while the test kills it with SIGKILL at a random moment; after a
+//! restart the slivers must be exactly what was acknowledged, except for the one operation in flight, which
 //! may have happened or not — never half. Repeated 20 times on the same state directory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,6 +29,7 @@ enum Op {
     Redeem,
     Start,
     Stop,
+    Reset,
     Delete,
 }
 
@@ -37,10 +38,10 @@ impl Op {
         match (self, before) {
             (Self::Redeem, Known::Absent) => Known::Created,
             (Self::Redeem, k) => k,
-            (Self::Start, Known::Absent) | (Self::Stop, Known::Absent) | (Self::Delete, _) => {
+            (Self::Start | Self::Stop | Self::Reset, Known::Absent) | (Self::Delete, _) => {
                 Known::Absent
             }
-            (Self::Start, _) => Known::Running,
+            (Self::Start | Self::Reset, _) => Known::Running,
             (Self::Stop, _) => Known::Stopped,
         }
     }
@@ -136,7 +137,7 @@ async fn acknowledged_state_survives_sigkill() {
         let mut plan = Vec::new();
         for _ in 0..40 {
             let i = rng.next(slices.len());
-            let op = [Op::Redeem, Op::Start, Op::Stop, Op::Delete][rng.next(4)];
+            let op = [Op::Redeem, Op::Start, Op::Stop, Op::Reset, Op::Delete][rng.next(5)];
             timestamp += 1.0;
             let payload = match op {
                 Op::Redeem => ticket(&w, &slices[i].1, &slices[i].0, timestamp),
@@ -156,6 +157,7 @@ async fn acknowledged_state_survives_sigkill() {
                     Op::Redeem => "redeem_ticket",
                     Op::Start => "start_slice",
                     Op::Stop => "stop_slice",
+                    Op::Reset => "reset_slice",
                     Op::Delete => "delete_slice",
                 };
                 match client

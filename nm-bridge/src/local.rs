@@ -492,18 +492,34 @@ impl Inner {
 
     /// Ends the sliver's process group without holding the state lock, so that a stop's grace
     /// period stalls neither `list` nor other slivers. Operations on one sliver are serialised
-    /// by the caller (the node's per-sliver lock); the locked step that follows finds the group
-    /// gone and only records the outcome. A crash meanwhile leaves the old state, which open
-    /// restores.
+    /// by the caller (the node's per-sliver lock).
+    ///
+    /// The process is detached in memory only: its supervisor then ignores the end we cause (no
+    /// "exited" on disk that nobody asked for), and a crash before the caller records its
+    /// outcome (stopped, reset, destroyed) finds the old state on disk, which open restores.
     async fn halt(&self, name: &SliverName) -> Result<(), NmError> {
         let proc = {
-            let slivers = self.slivers.lock().await;
-            self.get(&slivers, name)?.proc
+            let mut slivers = self.slivers.lock().await;
+            let s = slivers
+                .map
+                .get_mut(name)
+                .ok_or_else(|| NmError::NotFound(name.to_string()))?;
+            s.proc.take()
         };
-        match proc {
-            Some(id) => self.end_group(name, id).await,
-            None => Ok(()),
+        let Some(id) = proc else {
+            return Ok(());
+        };
+        let ended = self.end_group(name, id).await;
+        if ended.is_err() {
+            // Still alive: keep it tracked so that a later stop or open can end it.
+            let mut slivers = self.slivers.lock().await;
+            if let Some(s) = slivers.map.get_mut(name)
+                && s.proc.is_none()
+            {
+                s.proc = Some(id);
+            }
         }
+        ended
     }
 
     async fn stop_locked(&self, slivers: &mut Slivers, name: &SliverName) -> Result<(), NmError> {
@@ -527,10 +543,10 @@ impl Inner {
     async fn reset(self: &Arc<Self>, name: &SliverName) -> Result<(), NmError> {
         self.halt(name).await?;
         let mut slivers = self.slivers.lock().await;
-        self.stop_locked(&mut slivers, name).await?;
         let s = self.get(&slivers, name)?.clone();
         let home = self.home(name.as_str());
-        // A crash from here on leaves a stopped sliver whose files open rewrites.
+        // Only the final state is recorded: a crash from here on leaves the state before the
+        // reset, whose files open rewrites and whose initscript it restarts if it was running.
         home.remove()?;
         home.write(&s.record, self.owner(&s))?;
         self.start_locked(&mut slivers, name).await
@@ -539,7 +555,8 @@ impl Inner {
     async fn destroy(&self, name: &SliverName) -> Result<(), NmError> {
         self.halt(name).await?;
         let mut slivers = self.slivers.lock().await;
-        self.stop_locked(&mut slivers, name).await?;
+        // Not recorded as stopped first: a crash before the sliver is forgotten leaves it as it
+        // was (restarted by open if it was running), never a "stopped" nobody asked for.
         let s = self.get(&slivers, name)?.clone();
         let home = self.home(name.as_str());
         if s.account {
