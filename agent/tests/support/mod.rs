@@ -32,6 +32,8 @@ pub struct World {
     pub s2: Principal,
     pub agent: Option<Child>,
     pub addr: String,
+    /// The `geni-agent` executable the node runs from.
+    pub bin: PathBuf,
 }
 
 pub fn hrn(s: &str) -> Hrn {
@@ -49,11 +51,21 @@ pub fn write(path: &Path, text: &str) {
 }
 
 impl World {
+    /// Site `pl`, the local backend, the binary Cargo built.
     pub fn new() -> Self {
+        Self::build("pl", "local", "", PathBuf::from(BIN))
+    }
+
+    /// The world under the site authority `planetlab.us.<site>` (so slivers are named
+    /// `<site>_<leaf>`), with `backend`, and `extra` (whole TOML tables) appended to the node's
+    /// agent.toml, running `bin`.
+    pub fn build(site: &str, backend: &str, extra: &str, bin: PathBuf) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let h = Hierarchy::new(dir.path().join("authorities"));
-        h.create_authority(&hrn("planetlab.us.pl"), true).unwrap();
-        let node = principal(&h, "planetlab.us.pl.node1");
+        let at = |leaf: &str| format!("planetlab.us.{site}.{leaf}");
+        h.create_authority(&hrn(&format!("planetlab.us.{site}")), true)
+            .unwrap();
+        let node = principal(&h, &at("node1"));
         let rights: RightList = "control,info".parse().unwrap();
         let node_cred = h
             .issue_credential(&node.gid, &node.gid, &rights, true, 30 * 86_400)
@@ -78,14 +90,14 @@ impl World {
         write(
             &dir.path().join("agent.toml"),
             &format!(
-                "[node]\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n",
+                "[node]\nbackend = \"{backend}\"\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n{extra}",
                 rebooted.display()
             ),
         );
-        let alice = principal(&h, "planetlab.us.pl.alice");
-        let bob = principal(&h, "planetlab.us.pl.bob");
-        let s1 = principal(&h, "planetlab.us.pl.s1");
-        let s2 = principal(&h, "planetlab.us.pl.s2");
+        let alice = principal(&h, &at("alice"));
+        let bob = principal(&h, &at("bob"));
+        let s1 = principal(&h, &at("s1"));
+        let s2 = principal(&h, &at("s2"));
         let mut w = Self {
             dir,
             h,
@@ -96,6 +108,7 @@ impl World {
             s2,
             agent: None,
             addr: String::new(),
+            bin,
         };
         w.start_agent();
         w
@@ -106,7 +119,7 @@ impl World {
     }
 
     pub fn start_agent(&mut self) {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(&self.bin)
             .args(["node", "--listen", "127.0.0.1:0", "--config"])
             .arg(self.path("agent.toml"))
             .arg("--trusted-roots")
@@ -220,7 +233,8 @@ impl World {
                 "--rspec",
                 r#"{"cpu_share":"8","disk_max":"100000"}"#,
             ])
-            .args(["--node", "planetlab.us.pl.node1"])
+            .arg("--node")
+            .arg(self.node.gid.hrn().to_string())
             .output()
             .unwrap();
         assert!(
