@@ -27,6 +27,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// RssAnon / RssFile: heap and stacks versus the executable's own pages.
+fn rss_parts(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("RssAnon:") || l.starts_with("RssFile:"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -43,7 +54,7 @@ async fn main() {
     let w = World::new();
     let pid = w.agent.as_ref().unwrap().id();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    println!("node idle RSS: {} KiB", rss_kib(pid));
+    println!("node idle RSS: {} KiB ({})", rss_kib(pid), rss_parts(pid));
 
     // One slice key for every sliver: key generation is not what is measured.
     let key = Keypair::generate(2048).unwrap();
