@@ -44,7 +44,8 @@ pub(crate) struct Node {
     pub(crate) gid: Gid,
     pub(crate) key: Keypair,
     pub(crate) credential: Credential,
-    pub(crate) reboot_command: Vec<String>,
+    /// Changes live on SIGHUP.
+    pub(crate) reboot_command: std::sync::RwLock<Vec<String>>,
     locks: Mutex<HashMap<SliverName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -66,7 +67,7 @@ impl Node {
             gid,
             key,
             credential,
-            reboot_command,
+            reboot_command: std::sync::RwLock::new(reboot_command),
             locks: Mutex::new(HashMap::new()),
         }
     }

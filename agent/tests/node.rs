@@ -390,3 +390,77 @@ fn uid_of(pid: i64) -> u32 {
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// Under systemd (`Type=notify`): READY=1 once serving, WATCHDOG=1 at half the interval asked
+/// for, RELOADING=1 and READY=1 around a SIGHUP (which also applies a changed reboot_command),
+/// STOPPING=1 on SIGTERM; all to `$NOTIFY_SOCKET`, here a datagram socket of the test's.
+#[tokio::test]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let mut w = World::new();
+    w.kill_agent();
+    let path = w.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    w.envs = vec![
+        ("NOTIFY_SOCKET".into(), path.display().to_string()),
+        ("WATCHDOG_USEC".into(), "200000".into()),
+    ];
+    w.start_agent();
+    let next = || {
+        let mut buf = [0_u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    assert_eq!(next(), "READY=1");
+    // start_agent returned once the node said where it listens, so it is serving now.
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    let pid = w.agent.as_ref().unwrap().id().to_string();
+
+    // SIGHUP: the new reboot_command is used by the next reboot, without a restart.
+    let moved = w.path("rebooted-after-reload");
+    write(
+        &w.path("agent.toml"),
+        &format!(
+            "[node]\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n",
+            moved.display()
+        ),
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut heard = (0..20).map(|_| next()).filter(|m| m != "WATCHDOG=1");
+    assert_eq!(heard.next().as_deref(), Some("RELOADING=1"));
+    assert_eq!(heard.next().as_deref(), Some("READY=1"));
+    drop(heard);
+    let site = w.h.authority(&hrn("planetlab.us.pl")).unwrap();
+    let auth_cred =
+        w.h.authority_credential(&hrn("planetlab.us.pl"))
+            .unwrap()
+            .to_chain_string(ChainForm::Separator)
+            .unwrap();
+    w.client(&Principal {
+        key: site.key,
+        gid: site.gid,
+    })
+    .call("reboot", vec![Value::from(auth_cred.as_str())])
+    .await
+    .unwrap();
+    assert!(moved.exists());
+    assert!(!w.path("rebooted").exists());
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopping = (0..20).map(|_| next()).find(|m| m != "WATCHDOG=1");
+    assert_eq!(stopping.as_deref(), Some("STOPPING=1"));
+}

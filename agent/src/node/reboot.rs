@@ -1,7 +1,7 @@
 //! `reboot(cred)`: runs the configured reboot command (default `systemctl reboot`). Only
 //! authority rights (`authority`, `sa`, `ma`) allow the `reboot` operation.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
 use geni_xmlrpc::Value;
@@ -15,12 +15,17 @@ pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> Han
     Box::pin(async move {
         let (credential, _) = credential_args("reboot", &params)?;
         let verified = node.authenticate(&ctx, credential, "reboot")?;
-        let Some((program, args)) = node.reboot_command.split_first() else {
+        let command = node
+            .reboot_command
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some((program, args)) = command.split_first() else {
             return Err(RpcError::Failed(
                 "no reboot command is configured on this node".into(),
             ));
         };
-        tracing::warn!(caller = %verified.caller().hrn(), command = ?node.reboot_command, "Reboot requested");
+        tracing::warn!(caller = %verified.caller().hrn(), command = ?command, "Reboot requested");
         let status = tokio::process::Command::new(program)
             .args(args)
             .status()

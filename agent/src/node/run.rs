@@ -85,11 +85,11 @@ pub(crate) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(config))?;
+    runtime.block_on(serve(config, args.config.clone()))?;
     Ok(ExitCode::Success)
 }
 
-async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let c = &config.section;
     let roots = TrustedRoots::load_dir(&c.trusted_roots)?;
     let policy = Policy {
@@ -143,8 +143,13 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         println!("listening on {addr}");
     }
     let stop = server.shutdown_handle();
-    let roots_dir = c.trusted_roots.clone();
-    tokio::spawn(signals(stop, Arc::clone(&verifier), roots_dir));
+    let live = Live {
+        verifier: Arc::clone(&verifier),
+        node: Arc::clone(&node),
+        roots_dir: c.trusted_roots.clone(),
+        config_file,
+    };
+    tokio::spawn(signals(stop, live));
     crate::notify::ready();
     server.serve().await?;
     tracing::info!("Node stopped");
@@ -183,7 +188,51 @@ fn node_credential(
     Ok(credential)
 }
 
-async fn signals(stop: geni_rpc::ShutdownHandle, verifier: Arc<Verifier>, roots_dir: PathBuf) {
+/// What SIGHUP reloads: the trusted roots, and the settings that can change without a restart.
+struct Live {
+    verifier: Arc<Verifier>,
+    node: Arc<Node>,
+    roots_dir: PathBuf,
+    /// `--config`, or None for the default path.
+    config_file: Option<PathBuf>,
+}
+
+impl Live {
+    fn reload(&self) {
+        crate::notify::reloading();
+        match TrustedRoots::load_dir(&self.roots_dir) {
+            Ok(roots) => {
+                tracing::info!(roots = roots.len(), "Trusted roots reloaded");
+                self.verifier.replace_roots(roots);
+            }
+            Err(e) => tracing::error!(error = %e, "Reload failed; keeping the roots in use"),
+        }
+        // Only reboot_command changes live; listen address, identity, state and backend are
+        // bound at start, and a changed value there takes a restart.
+        match config::load(self.config_file.as_deref()) {
+            Ok(file) => {
+                let mut command = self
+                    .node
+                    .reboot_command
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *command != file.node.reboot_command {
+                    tracing::info!(command = ?file.node.reboot_command, "reboot_command reloaded");
+                    *command = file.node.reboot_command;
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "Configuration reload failed; keeping the settings in use"
+                );
+            }
+        }
+        crate::notify::reloaded();
+    }
+}
+
+async fn signals(stop: geni_rpc::ShutdownHandle, live: Live) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -197,13 +246,7 @@ async fn signals(stop: geni_rpc::ShutdownHandle, verifier: Arc<Verifier>, roots_
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match TrustedRoots::load_dir(&roots_dir) {
-                Ok(roots) => {
-                    tracing::info!(roots = roots.len(), "Trusted roots reloaded");
-                    verifier.replace_roots(roots);
-                }
-                Err(e) => tracing::error!(error = %e, "Reload failed; keeping the roots in use"),
-            },
+            _ = hup.recv() => live.reload(),
         }
     }
     crate::notify::stopping();

@@ -34,6 +34,8 @@ pub struct World {
     pub addr: String,
     /// The `geni-agent` executable the node runs from.
     pub bin: PathBuf,
+    /// Extra environment for the node process.
+    pub envs: Vec<(String, String)>,
 }
 
 pub fn hrn(s: &str) -> Hrn {
@@ -109,6 +111,7 @@ impl World {
             agent: None,
             addr: String::new(),
             bin,
+            envs: Vec::new(),
         };
         w.start_agent();
         w
@@ -133,6 +136,7 @@ impl World {
             .arg("--credential")
             .arg(self.path("node.cred"))
             .env("GENI_LOG", "warn")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
