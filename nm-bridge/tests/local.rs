@@ -400,6 +400,52 @@ async fn a_script_ignoring_sigterm_is_killed_after_the_grace_period() {
     m.destroy(&n).await.unwrap();
 }
 
+/// A stop waiting out its grace period holds up neither `list` nor another sliver's start:
+/// the state lock is not held while a process group is ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_stop_does_not_hold_up_other_slivers() {
+    let dir = state_dir();
+    let m = std::sync::Arc::new(
+        LocalManager::open(LocalOptions {
+            stop_grace: Duration::from_secs(4),
+            ..options(dir.path())
+        })
+        .await
+        .unwrap(),
+    );
+    let (slow, quick) = (name("pl_slow"), name("pl_quick"));
+    let script = "#!/bin/sh\ntrap '' TERM\necho ready > ready\nwhile :; do sleep 1; done\n";
+    m.create(simple("pl_slow", script)).await.unwrap();
+    m.create(simple("pl_quick", "#!/bin/sh\nexec sleep 1000\n"))
+        .await
+        .unwrap();
+    m.start(&slow).await.unwrap();
+    let ready = home(dir.path(), "pl_slow").join("ready");
+    assert!(wait_until(5, || ready.exists()).await);
+
+    let stopping = {
+        let (m, slow) = (std::sync::Arc::clone(&m), slow.clone());
+        tokio::spawn(async move { m.stop(&slow).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    m.start(&quick).await.unwrap();
+    assert_eq!(m.list().await.unwrap().len(), 2);
+    let took = began.elapsed();
+    assert!(
+        !stopping.is_finished(),
+        "the stop should still be in its grace period"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "start and list waited {took:?} behind another sliver's stop"
+    );
+    stopping.await.unwrap().unwrap();
+    assert_eq!(m.status(&slow).await.unwrap().state, SliverState::Stopped);
+    m.destroy(&slow).await.unwrap();
+    m.destroy(&quick).await.unwrap();
+}
+
 #[tokio::test]
 async fn after_a_crash_running_slivers_are_adopted_or_restarted() {
     let dir = state_dir();
