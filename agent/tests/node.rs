@@ -13,7 +13,7 @@ use std::sync::Arc;
 use geni_trust::{ChainForm, Clock, Hierarchy, RecordType, RightList, SystemClock};
 use geni_xmlrpc::Value;
 use support::{
-    BIN, Principal, SCRIPT, World, alive, fault_code, hrn, listed, principal, wait_until, write,
+    Principal, SCRIPT, World, alive, bin, fault_code, hrn, listed, principal, wait_until, write,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +29,7 @@ async fn a_ticket_becomes_a_sliver_that_really_runs() {
         .await
         .unwrap();
     let sliver_cred = sliver_cred.as_str().unwrap().to_owned();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "authority",
             "verify",
@@ -310,7 +310,7 @@ fn a_node_without_trusted_roots_refuses_to_start() {
     std::fs::create_dir(&empty).unwrap();
     let toml = dir.path().join("agent.toml");
     std::fs::write(&toml, "").unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
         .arg(&toml)
         .arg("--trusted-roots")

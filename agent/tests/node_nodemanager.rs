@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use geni_xmlrpc::Value;
 use nm_support::nm_double::NmDouble;
-use support::{BIN, SCRIPT, World, listed, wait_until};
+use support::{SCRIPT, World, bin, listed, wait_until};
 
 /// Accounts made for the test, removed again even when it fails.
 struct Users(Vec<String>);
@@ -92,16 +92,16 @@ async fn slivers_reach_nodemanager_as_the_right_accounts() {
     // by the sliver accounts; Cargo's target directory may not be.
     let nm_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(nm_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin: PathBuf = nm_dir.path().join("geni-agent");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent: PathBuf = nm_dir.path().join("geni-agent");
+    std::fs::copy(bin(), &agent).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let double = NmDouble::start(nm_dir.path(), &prefix).unwrap();
     let extra = format!(
         "[node.nodemanager]\nsocket = \"{}\"\nadmin_account = \"{admin}\"\nreconcile_secs = 1\n\
          timeout_secs = 10\n",
         double.socket().display()
     );
-    let w = World::build(&prefix, "nodemanager", &extra, bin);
+    let w = World::build(&prefix, "nodemanager", &extra, agent);
     let alice = w.client(&w.alice);
     let cred = w.slice_cred(&w.alice, &w.s1);
 

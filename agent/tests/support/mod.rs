@@ -13,7 +13,27 @@ use geni_rpc::client::{GeniClient, server_auth_from_gid};
 use geni_trust::{ChainForm, Gid, Hierarchy, Hrn, Keypair, RecordType, RightList};
 use geni_xmlrpc::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_geni-agent");
+/// The `geni-agent` executable: Cargo's for geni-agent's own tests; for the workspace's
+/// end-to-end crate (which includes this file), the one `cargo test --workspace` built beside it.
+pub fn bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_geni-agent") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/geni-agent
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("geni-agent");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the end-to-end tests with `cargo test --workspace` (or `cargo build \
+         -p geni-agent` first)",
+        path.display()
+    );
+    path
+}
 
 /// A principal: key and GID.
 pub struct Principal {
@@ -52,10 +72,92 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A second node started by [`World::start_second_node`]; killed on drop.
+pub struct OtherNode {
+    pub node: Principal,
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for OtherNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes into `dir` what a node needs: its key, GID, credential over itself (control, info,
+/// delegate), `roots/` holding the tree's root GID, and `agent.toml` with `backend` and `extra`
+/// (whole TOML tables).
+pub fn node_files(h: &Hierarchy, node: &Principal, dir: &Path, backend: &str, extra: &str) {
+    let rights: RightList = "control,info".parse().unwrap();
+    let node_cred = h
+        .issue_credential(&node.gid, &node.gid, &rights, true, 30 * 86_400)
+        .unwrap();
+    let roots = dir.join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    let root = h.authority(&hrn("planetlab")).unwrap();
+    write(
+        &roots.join("planetlab.gid"),
+        &root.gid.to_chain_string(ChainForm::Separator).unwrap(),
+    );
+    node.key.save(&dir.join("node.pkey")).unwrap();
+    write(
+        &dir.join("node.gid"),
+        &node.gid.to_chain_string(ChainForm::Separator).unwrap(),
+    );
+    write(
+        &dir.join("node.cred"),
+        &node_cred.to_chain_string(ChainForm::Separator).unwrap(),
+    );
+    let rebooted = dir.join("rebooted");
+    write(
+        &dir.join("agent.toml"),
+        &format!(
+            "[node]\nbackend = \"{backend}\"\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n{extra}",
+            rebooted.display()
+        ),
+    );
+}
+
+/// Starts `geni-agent node` on the files [`node_files`] wrote in `dir`, on a free loopback
+/// port; returns the process and the address it said it listens on.
+pub fn spawn_node(bin: &Path, dir: &Path, envs: &[(String, String)]) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args(["node", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("agent.toml"))
+        .arg("--trusted-roots")
+        .arg(dir.join("roots"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--key")
+        .arg(dir.join("node.pkey"))
+        .arg("--gid")
+        .arg(dir.join("node.gid"))
+        .arg("--credential")
+        .arg(dir.join("node.cred"))
+        .env("GENI_LOG", "warn")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("agent said {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
 impl World {
     /// Site `pl`, the local backend, the binary Cargo built.
     pub fn new() -> Self {
-        Self::build("pl", "local", "", PathBuf::from(BIN))
+        Self::build("pl", "local", "", bin())
     }
 
     /// The world under the site authority `planetlab.us.<site>` (so slivers are named
@@ -68,34 +170,7 @@ impl World {
         h.create_authority(&hrn(&format!("planetlab.us.{site}")), true)
             .unwrap();
         let node = principal(&h, &at("node1"));
-        let rights: RightList = "control,info".parse().unwrap();
-        let node_cred = h
-            .issue_credential(&node.gid, &node.gid, &rights, true, 30 * 86_400)
-            .unwrap();
-        let roots = dir.path().join("roots");
-        std::fs::create_dir(&roots).unwrap();
-        std::fs::copy(
-            dir.path().join("authorities/planetlab/planetlab.gid"),
-            roots.join("planetlab.gid"),
-        )
-        .unwrap();
-        node.key.save(&dir.path().join("node.pkey")).unwrap();
-        write(
-            &dir.path().join("node.gid"),
-            &node.gid.to_chain_string(ChainForm::Separator).unwrap(),
-        );
-        write(
-            &dir.path().join("node.cred"),
-            &node_cred.to_chain_string(ChainForm::Separator).unwrap(),
-        );
-        let rebooted = dir.path().join("rebooted");
-        write(
-            &dir.path().join("agent.toml"),
-            &format!(
-                "[node]\nbackend = \"{backend}\"\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n{extra}",
-                rebooted.display()
-            ),
-        );
+        node_files(&h, &node, dir.path(), backend, extra);
         let alice = principal(&h, &at("alice"));
         let bob = principal(&h, &at("bob"));
         let s1 = principal(&h, &at("s1"));
@@ -122,50 +197,41 @@ impl World {
     }
 
     pub fn start_agent(&mut self) {
-        let mut child = Command::new(&self.bin)
-            .args(["node", "--listen", "127.0.0.1:0", "--config"])
-            .arg(self.path("agent.toml"))
-            .arg("--trusted-roots")
-            .arg(self.path("roots"))
-            .arg("--state-dir")
-            .arg(self.path("state"))
-            .arg("--key")
-            .arg(self.path("node.pkey"))
-            .arg("--gid")
-            .arg(self.path("node.gid"))
-            .arg("--credential")
-            .arg(self.path("node.cred"))
-            .env("GENI_LOG", "warn")
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        self.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("agent said {line:?}"))
-            .to_owned();
+        let (child, addr) = spawn_node(&self.bin, self.dir.path(), &self.envs);
         self.agent = Some(child);
+        self.addr = addr;
     }
 
-    pub fn client(&self, who: &Principal) -> GeniClient {
+    /// Another node of the same site, `planetlab.us.<site>.<leaf>`, trusting the same root, with
+    /// its files in `<dir>/<leaf>/`.
+    pub fn start_second_node(&self, leaf: &str) -> OtherNode {
+        let site = self.node.gid.hrn().authority().unwrap();
+        let node = principal(&self.h, &format!("{site}.{leaf}"));
+        let dir = self.path(leaf);
+        std::fs::create_dir(&dir).unwrap();
+        node_files(&self.h, &node, &dir, "local", "");
+        let (child, addr) = spawn_node(&self.bin, &dir, &[]);
+        OtherNode { node, child, addr }
+    }
+
+    /// A client of `who` for the node at `addr` whose GID is `node`.
+    pub fn client_at(&self, who: &Principal, addr: &str, node: &Gid) -> GeniClient {
         let identity = TlsIdentity::from_pem(
             &who.key.to_pem().unwrap(),
             &who.gid.to_chain_string(ChainForm::Separator).unwrap(),
         )
         .unwrap();
         GeniClient::new(
-            &format!("https://{}/", self.addr),
+            &format!("https://{addr}/"),
             identity,
-            server_auth_from_gid(&self.node.gid),
+            server_auth_from_gid(node),
             Duration::from_secs(20),
         )
         .unwrap()
+    }
+
+    pub fn client(&self, who: &Principal) -> GeniClient {
+        self.client_at(who, &self.addr, &self.node.gid)
     }
 
     pub fn slice_cred(&self, caller: &Principal, slice: &Principal) -> String {
@@ -196,7 +262,8 @@ impl World {
             .unwrap()
     }
 
-    /// A ticket for `caller` on `slice`, made by the `geni-agent authority ticket` command.
+    /// A ticket for `caller` on `slice`, made by the `geni-agent authority ticket` command, for
+    /// this world's node.
     pub fn ticket(
         &self,
         caller: &Principal,
@@ -204,6 +271,20 @@ impl World {
         sliver: &str,
         initscript: &str,
         timestamp: f64,
+    ) -> String {
+        let node = self.node.gid.hrn().to_string();
+        self.ticket_for(caller, slice, sliver, initscript, timestamp, &node)
+    }
+
+    /// The same for the node `node` (an hrn).
+    pub fn ticket_for(
+        &self,
+        caller: &Principal,
+        slice: &Principal,
+        sliver: &str,
+        initscript: &str,
+        timestamp: f64,
+        node: &str,
     ) -> String {
         let caller_file = self.path(&format!("{}.gid", caller.gid.hrn()));
         let slice_file = self.path(&format!("{}.gid", slice.gid.hrn()));
@@ -224,7 +305,7 @@ impl World {
             "slice_id": 7,
             "initscript": initscript,
         });
-        let out = Command::new(BIN)
+        let out = Command::new(&self.bin)
             .args(["authority", "ticket", "--dir"])
             .arg(self.path("authorities"))
             .arg("--caller")
@@ -237,8 +318,7 @@ impl World {
                 "--rspec",
                 r#"{"cpu_share":"8","disk_max":"100000"}"#,
             ])
-            .arg("--node")
-            .arg(self.node.gid.hrn().to_string())
+            .args(["--node", node])
             .output()
             .unwrap();
         assert!(
