@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use geni_trust::{ChainForm, Clock, Hierarchy, RecordType, RightList, SystemClock};
 use geni_xmlrpc::Value;
-use support::{
-    Principal, SCRIPT, World, alive, bin, fault_code, hrn, listed, principal, wait_until, write,
-};
+use support::{SCRIPT, World, alive, bin, fault_code, hrn, listed, principal, wait_until, write};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_becomes_a_sliver_that_really_runs() {
@@ -257,16 +255,7 @@ async fn rejections_each_with_its_reason() {
     let (code, msg) = fault_code(alice.call("reboot", vec![Value::from(cred.as_str())]).await);
     assert_eq!(code, 103, "{msg}");
     assert!(!w.path("rebooted").exists());
-    let site = w.h.authority(&hrn("planetlab.us.pl")).unwrap();
-    let site_principal = Principal {
-        key: site.key.clone(),
-        gid: site.gid.clone(),
-    };
-    let auth_cred =
-        w.h.authority_credential(&hrn("planetlab.us.pl"))
-            .unwrap()
-            .to_chain_string(ChainForm::Separator)
-            .unwrap();
+    let (site_principal, auth_cred) = w.site();
     w.client(&site_principal)
         .call("reboot", vec![Value::from(auth_cred.as_str())])
         .await
@@ -321,63 +310,6 @@ fn a_node_without_trusted_roots_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no usable trusted root"), "{err}");
     assert!(err.contains("trusted_roots.example"), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads_the_trusted_roots() {
-    let w = World::new();
-    // A second, independent root and a credential under it.
-    let other = Hierarchy::new(w.path("other"));
-    other.create_authority(&hrn("emulab.net"), true).unwrap();
-    let carol = principal(&other, "emulab.net.carol");
-    let cred = other
-        .issue_credential(
-            &carol.gid,
-            &carol.gid,
-            &RightList::for_record_type(RecordType::User),
-            false,
-            86_400,
-        )
-        .unwrap()
-        .to_chain_string(ChainForm::Separator)
-        .unwrap();
-    let client = w.client(&carol);
-    let (code, _) = fault_code(
-        client
-            .call("noop", vec![Value::from(cred.as_str()), Value::Int(1)])
-            .await,
-    );
-    assert_eq!(code, 101);
-    std::fs::copy(
-        w.path("other/emulab/emulab.gid"),
-        w.path("roots/emulab.gid"),
-    )
-    .unwrap();
-    let pid = w.agent.as_ref().unwrap().id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match client
-            .call("noop", vec![Value::from(cred.as_str()), Value::Int(1)])
-            .await
-        {
-            Ok(v) => {
-                assert_eq!(v, Value::Int(1));
-                break;
-            }
-            Err(e) => assert!(
-                std::time::Instant::now() < deadline,
-                "roots not reloaded: {e}"
-            ),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 fn nix_uid() -> u32 {
@@ -438,19 +370,11 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     assert_eq!(heard.next().as_deref(), Some("RELOADING=1"));
     assert_eq!(heard.next().as_deref(), Some("READY=1"));
     drop(heard);
-    let site = w.h.authority(&hrn("planetlab.us.pl")).unwrap();
-    let auth_cred =
-        w.h.authority_credential(&hrn("planetlab.us.pl"))
-            .unwrap()
-            .to_chain_string(ChainForm::Separator)
-            .unwrap();
-    w.client(&Principal {
-        key: site.key,
-        gid: site.gid,
-    })
-    .call("reboot", vec![Value::from(auth_cred.as_str())])
-    .await
-    .unwrap();
+    let (site, auth_cred) = w.site();
+    w.client(&site)
+        .call("reboot", vec![Value::from(auth_cred.as_str())])
+        .await
+        .unwrap();
     assert!(moved.exists());
     assert!(!w.path("rebooted").exists());
 

@@ -114,16 +114,7 @@ async fn acknowledged_state_survives_sigkill() {
             .unwrap()
         })
         .collect();
-    let site = w.h.authority(&hrn("planetlab.us.pl")).unwrap();
-    let site = Principal {
-        key: site.key,
-        gid: site.gid,
-    };
-    let site_cred =
-        w.h.authority_credential(&hrn("planetlab.us.pl"))
-            .unwrap()
-            .to_chain_string(ChainForm::Separator)
-            .unwrap();
+    let (site, site_cred) = w.site();
 
     let known: Arc<Mutex<BTreeMap<String, Known>>> = Arc::new(Mutex::new(
         slices

@@ -10,49 +10,19 @@
 
 mod support;
 
-#[path = "../../nm-bridge/tests/support"]
+/// nm-bridge's own fixtures: the NodeManager double and throw-away accounts.
+#[path = "../../nm-bridge/tests/support/mod.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod nm_support {
-    pub(crate) mod nm_double;
-}
+mod nm_support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use geni_xmlrpc::Value;
+use nm_support::Users;
 use nm_support::nm_double::NmDouble;
 use support::{SCRIPT, World, bin, listed, wait_until};
-
-/// Accounts made for the test, removed again even when it fails.
-struct Users(Vec<String>);
-
-impl Users {
-    fn add(&mut self, name: &str) {
-        let status = Command::new("useradd")
-            .args([
-                "-M",
-                "-s",
-                "/usr/sbin/nologin",
-                "-c",
-                "geni-agent test",
-                name,
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "useradd {name}: {status}");
-        self.0.push(name.to_owned());
-    }
-}
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("userdel").arg(name).status();
-        }
-    }
-}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -84,7 +54,7 @@ async fn slivers_reach_nodemanager_as_the_right_accounts() {
             & 0x00ff_ffff
     );
     let (admin, sliver) = (format!("{prefix}_sfacm"), format!("{prefix}_s1"));
-    let mut users = Users(Vec::new());
+    let mut users = Users::default();
     users.add(&admin);
     users.add(&sliver);
 

@@ -248,6 +248,25 @@ impl World {
             .unwrap()
     }
 
+    /// The node's site authority, as a principal, and its authority credential.
+    pub fn site(&self) -> (Principal, String) {
+        let site = self.node.gid.hrn().authority().unwrap();
+        let auth = self.h.authority(&site).unwrap();
+        let cred = self
+            .h
+            .authority_credential(&site)
+            .unwrap()
+            .to_chain_string(ChainForm::Separator)
+            .unwrap();
+        (
+            Principal {
+                key: auth.key,
+                gid: auth.gid,
+            },
+            cred,
+        )
+    }
+
     pub fn user_cred(&self, user: &Principal) -> String {
         self.h
             .issue_credential(
