@@ -34,6 +34,8 @@ pub(crate) struct NodeSection {
     pub(crate) credential: PathBuf,
     pub(crate) trusted_roots: PathBuf,
     pub(crate) state_dir: PathBuf,
+    /// The pid file (`pidfile.rs`); `None` means `node.pid` in the state directory.
+    pub(crate) pid_file: Option<PathBuf>,
     pub(crate) backend: String,
     pub(crate) reboot_command: Vec<String>,
     pub(crate) legacy_digests: bool,
@@ -96,6 +98,7 @@ impl Default for NodeSection {
             credential: "/etc/geni-agent/node.cred".into(),
             trusted_roots: "/etc/geni-agent/trusted_roots".into(),
             state_dir: "/var/lib/geni-agent".into(),
+            pid_file: None,
             backend: "local".into(),
             reboot_command: vec!["systemctl".into(), "reboot".into()],
             legacy_digests: false,

@@ -18,8 +18,8 @@ use nm_bridge::SliverManager;
 use nm_bridge::local::{self, LocalManager, LocalOptions};
 use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 
-use super::Node;
 use super::config::{self, NodeConfig};
+use super::{Node, pidfile, restart};
 use crate::ExitCode;
 
 /// Flags of `geni-agent node`; each overrides the configuration file and environment.
@@ -52,6 +52,8 @@ pub(crate) struct NodeArgs {
     /// Accept md5 and sha1 signatures (2008 objects) (node.legacy_digests).
     #[arg(long)]
     legacy_digests: bool,
+    #[command(flatten)]
+    ops: restart::OpsArgs,
 }
 
 /// Runs the node until SIGTERM or SIGINT.
@@ -80,7 +82,11 @@ pub(crate) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         n.backend.clone_from(v);
     }
     n.legacy_digests |= args.legacy_digests;
+    args.ops.apply(n);
     let config = NodeConfig::check(file.node)?;
+    if let Some(code) = args.ops.before_serve(&config)? {
+        return Ok(code);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,6 +137,8 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         limits: c.limits.to_limits(),
     };
     let server = Server::bind(options, &identity, node.dispatcher()).await?;
+    // Written once the node listens: a new pid in it tells `--restart` the node answers.
+    let _pid_file = pidfile::PidFile::create(&pidfile::path(c))?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         hrn = %node.hrn(),
