@@ -132,6 +132,16 @@ fn check_config(config: &NodeConfig, pid_file: &Path) {
 fn restart(pid_file: &Path, log: &Path) -> anyhow::Result<()> {
     let old = pidfile::running(pid_file)?;
     if let Some(old) = old {
+        let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", old.pid)).unwrap_or_default();
+        if let Some(unit) = systemd_unit(&cgroup) {
+            // Replacing it here would leave systemd believing the service stopped cleanly while
+            // a node it does not supervise runs on.
+            bail!(
+                "the running node (pid {}) is the systemd service {unit}; restart it with \
+                 `systemctl restart {unit}`",
+                old.pid
+            );
+        }
         stop(old)?;
     }
     let exe = std::env::current_exe().context("finding this program's path")?;
@@ -205,6 +215,15 @@ fn restart(pid_file: &Path, log: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The geni-agent systemd unit a process runs in, from its `/proc/<pid>/cgroup`
+/// (`0::/system.slice/geni-agent-node.service`).
+fn systemd_unit(cgroup: &str) -> Option<&str> {
+    cgroup
+        .lines()
+        .filter_map(|line| line.rsplit('/').next())
+        .find(|unit| unit.starts_with("geni-agent") && unit.ends_with(".service"))
+}
+
 /// SIGTERM, then SIGKILL if the node has not exited within [`STOP_TIMEOUT`].
 fn stop(node: Running) -> anyhow::Result<()> {
     let pid = Pid::from_raw(
@@ -247,4 +266,29 @@ fn tail(log: &Path) -> String {
     let mut bytes = Vec::new();
     let _ = f.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_under_systemd_is_recognised_by_its_cgroup() {
+        assert_eq!(
+            systemd_unit("0::/system.slice/geni-agent-node.service\n"),
+            Some("geni-agent-node.service")
+        );
+        assert_eq!(
+            systemd_unit("12:pids:/system.slice/geni-agent-node.service\n1:name=systemd:/x\n"),
+            Some("geni-agent-node.service")
+        );
+        // Started by hand, from cron, or in a container: not a geni-agent unit.
+        assert_eq!(
+            systemd_unit("0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
+        assert_eq!(systemd_unit("0::/system.slice/cron.service\n"), None);
+        assert_eq!(systemd_unit("0::/\n"), None);
+        assert_eq!(systemd_unit(""), None);
+    }
 }
