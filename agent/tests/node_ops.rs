@@ -145,6 +145,61 @@ fn the_packaged_configuration_is_valid() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The keys `packaging/agent.toml` shows (set or commented out) under each table.
+fn packaged_keys() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(packaging("agent.toml")).unwrap();
+    let mut table = String::new();
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.to_owned();
+            keys.push((
+                "node".to_owned(),
+                name.trim_start_matches("node.").to_owned(),
+            ));
+            continue;
+        }
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        if let Some((key, _)) = line.split_once(" = ")
+            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            keys.push((table.clone(), key.to_owned()));
+        }
+    }
+    keys
+}
+
+/// Every key node mode knows is in the packaged file: the node's own "unknown field" error lists
+/// the keys of each table, so a key added to the node without documenting it here fails this.
+#[test]
+fn the_packaged_configuration_names_every_key() {
+    let packaged = packaged_keys();
+    let dir = tempfile::tempdir().unwrap();
+    for table in ["node", "node.limits", "node.local", "node.nodemanager"] {
+        let probe = dir.path().join("probe.toml");
+        std::fs::write(&probe, format!("[{table}]\nno_such_key = 1\n")).unwrap();
+        let out = Command::new(bin())
+            .args(["node", "--check-config", "--config"])
+            .arg(&probe)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let known = err
+            .split_once("expected one of ")
+            .and_then(|(_, rest)| rest.split_once(" for key"))
+            .unwrap_or_else(|| panic!("no key list in {err:?}"))
+            .0;
+        let known: Vec<&str> = known.split(", ").map(|k| k.trim_matches('`')).collect();
+        assert!(known.len() >= 3, "{err}");
+        for key in known {
+            assert!(
+                packaged.contains(&(table.to_owned(), key.to_owned())),
+                "packaging/agent.toml does not show {table}.{key}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_replaces_the_node_and_keeps_its_slivers() {
     let mut w = World::new();
