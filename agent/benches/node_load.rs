@@ -5,7 +5,10 @@
 //!
 //! ```sh
 //! cargo bench -p geni-agent --bench node_load [-- --slivers 1000 --seconds 10]
+//! GENI_AGENT_BIN=path/to/static/geni-agent cargo bench -p geni-agent --bench node_load
 //! ```
+//!
+//! `GENI_AGENT_BIN` measures another build of the node, e.g. the static musl binary that ships.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -51,7 +54,10 @@ fn arg(name: &str, default: u64) -> u64 {
 async fn main() {
     let slivers = arg("--slivers", 1000);
     let seconds = arg("--seconds", 10);
-    let w = World::new();
+    let w = match std::env::var_os("GENI_AGENT_BIN") {
+        Some(bin) => World::build("pl", "local", "", bin.into()),
+        None => World::new(),
+    };
     let pid = w.agent.as_ref().unwrap().id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("node idle RSS: {} KiB ({})", rss_kib(pid), rss_parts(pid));
