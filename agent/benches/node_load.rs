@@ -5,10 +5,10 @@
 //!
 //! ```sh
 //! cargo bench -p geni-agent --bench node_load [-- --slivers 1000 --seconds 10]
-//! GENI_AGENT_BIN=path/to/static/geni-agent cargo bench -p geni-agent --bench node_load
+//! GENI_BENCH_BIN=path/to/static/geni-agent cargo bench -p geni-agent --bench node_load
 //! ```
 //!
-//! `GENI_AGENT_BIN` measures another build of the node, e.g. the static musl binary that ships.
+//! `GENI_BENCH_BIN` measures another build of the node, e.g. the static musl binary that ships.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -54,7 +54,7 @@ fn arg(name: &str, default: u64) -> u64 {
 async fn main() {
     let slivers = arg("--slivers", 1000);
     let seconds = arg("--seconds", 10);
-    let w = match std::env::var_os("GENI_AGENT_BIN") {
+    let w = match std::env::var_os("GENI_BENCH_BIN") {
         Some(bin) => World::build("pl", "local", "", bin.into()),
         None => World::new(),
     };
