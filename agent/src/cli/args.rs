@@ -31,6 +31,8 @@ pub struct Options {
     pub email: Option<String>,
     pub ip: Option<String>,
     pub dns: Option<String>,
+    /// Researchers of a slice being registered or updated (`geni_info.researcher`).
+    pub researchers: Vec<Hrn>,
     pub dump_parents: bool,
     pub server: String,
     pub filter: Option<String>,
@@ -99,6 +101,7 @@ pub enum Command {
     },
     GetTicket {
         hrn: Hrn,
+        node: Option<Hrn>,
     },
     RedeemTicket {
         ticket: Option<PathBuf>,
@@ -134,6 +137,7 @@ impl Default for Options {
             email: None,
             ip: None,
             dns: None,
+            researchers: Vec::new(),
             dump_parents: false,
             server: DEFAULT_SERVER.to_owned(),
             filter: None,
@@ -188,7 +192,7 @@ impl Command {
 }
 
 /// Options that take a value.
-const VALUED: [&str; 14] = [
+const VALUED: [&str; 15] = [
     "username",
     "outfile",
     "credfile",
@@ -198,6 +202,7 @@ const VALUED: [&str; 14] = [
     "email",
     "ip",
     "dns",
+    "researcher",
     "server",
     "filter",
     "trusted_roots",
@@ -295,6 +300,11 @@ fn set_option(o: &mut Options, name: &str, value: String) -> Result<(), CliError
         "email" => o.email = Some(value),
         "ip" => o.ip = Some(value),
         "dns" => o.dns = Some(value),
+        "researcher" => {
+            for h in value.split(',').filter(|h| !h.is_empty()) {
+                o.researchers.push(hrn(h)?);
+            }
+        }
         "server" => o.server = value,
         "filter" => {
             value.parse::<RecordType>().map_err(|_| {
@@ -407,9 +417,13 @@ fn command(words: &[String]) -> Result<Command, CliError> {
             }
         }
         "getTicket" => {
-            want(1, "getTicket <hrn>")?;
+            if args.is_empty() {
+                return Err(syntax("getTicket <hrn> [<node hrn>]"));
+            }
+            at_most(2, "getTicket <hrn> [<node hrn>]")?;
             Command::GetTicket {
                 hrn: hrn(&args[0])?,
+                node: args.get(1).map(|a| hrn(a)).transpose()?,
             }
         }
         "redeemTicket" => {
@@ -476,6 +490,7 @@ options:
     --email          ... email address (for registering users)
     --ip             ... IP address (for registering nodes)
     --dns            ... DNS address (for registering nodes)
+    --researcher     ... researcher hrn(s), comma-separated (for registering or updating slices)
     --dump_parents   ... dump parents
     --server         ... geni server (registry/component) to connect to [https://localhost:12345/]
     --filter <type>  ... filter the results of a list operation (user | slice | node ...)
@@ -498,7 +513,7 @@ commands:
     register <type> <hrn> <gid_filename>
     remove <type> <hrn>
     update <type> <hrn>
-    getTicket <hrn>
+    getTicket <hrn> [<node hrn>]    (a ticket only that node accepts, when a node is named)
     redeemTicket                    (with --ticketfile; against a node)
     startSlice, stopSlice, resetSlice, deleteSlice, listSlices   (against a node)
     help

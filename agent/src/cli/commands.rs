@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use geni_trust::{Credential, Gid, ObjectKind, PublicKey, RecordType, Ticket};
-use geni_xmlrpc::Struct;
+use geni_xmlrpc::{Struct, Value};
 use serde_json::{Value as Json, json};
 
 use super::args::{Command, HELP, Invocation, Options, SliceOp};
@@ -129,8 +129,11 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             for mut record in matching {
                 for (name, value) in [("email", &o.email), ("ip", &o.ip), ("dns", &o.dns)] {
                     if let Some(v) = value {
-                        record.set_geni_info(name, v);
+                        record.set_geni_info(name, v.as_str());
                     }
+                }
+                if !o.researchers.is_empty() {
+                    record.set_geni_info("researcher", researcher_list(o));
                 }
                 session.update(&cred.text, &record).await?;
                 human.push_str(&format!("RESULT:\nupdated {kind} {hrn}\n"));
@@ -140,10 +143,10 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
                 json!({ "updated": { "type": kind.as_str(), "hrn": hrn.as_str() } }),
             ))
         }
-        Command::GetTicket { hrn } => {
+        Command::GetTicket { hrn, node } => {
             let session = connect(o, &files, notes)?;
             let cred = need_credential(&files, "getTicket")?;
-            let ticket = session.get_ticket(&cred.text, hrn).await?;
+            let ticket = session.get_ticket(&cred.text, hrn, node.as_ref()).await?;
             save(o, &ticket.text)?;
             Ok(Outcome::new(
                 format!("RESULT:\n{}", dump::ticket(&ticket.value, parents)),
@@ -282,9 +285,26 @@ fn register_info(o: &Options, kind: RecordType) -> Result<Struct, CliError> {
             info.insert("ip", ip);
             info.insert("dns", dns);
         }
-        RecordType::Slice | RecordType::Sa | RecordType::Ma => {}
+        RecordType::Slice => {
+            if !o.researchers.is_empty() {
+                info.insert("researcher", researcher_list(o));
+            }
+        }
+        RecordType::Sa | RecordType::Ma => {}
+    }
+    if kind != RecordType::Slice && !o.researchers.is_empty() {
+        return Err(CliError::usage("--researcher is for slices"));
     }
     Ok(info)
+}
+
+fn researcher_list(o: &Options) -> Value {
+    Value::Array(
+        o.researchers
+            .iter()
+            .map(|h| Value::from(h.as_str()))
+            .collect(),
+    )
 }
 
 /// The slice a credential acts on, for messages.

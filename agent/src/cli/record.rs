@@ -108,7 +108,7 @@ impl Record {
     }
 
     /// Sets `geni_info[name]`, creating `geni_info` when the record had none (2008 `update`).
-    pub fn set_geni_info(&mut self, name: &str, value: &str) {
+    pub fn set_geni_info(&mut self, name: &str, value: impl Into<Value>) {
         let mut info = self.geni_info().cloned().unwrap_or_default();
         info.insert(name, value);
         self.fields.insert("geni_info", info);

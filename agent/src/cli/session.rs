@@ -144,15 +144,20 @@ impl Session {
             .await
     }
 
-    /// `get_ticket(cred, hrn, rspec)`; 2008's client always sent an empty rspec.
-    pub async fn get_ticket(&self, cred: &str, hrn: &Hrn) -> Result<Wire<Ticket>, CliError> {
+    /// `get_ticket(cred, hrn, rspec[, node])`; 2008's client always sent an empty rspec. With
+    /// `node`, the ticket is good only on that node.
+    pub async fn get_ticket(
+        &self,
+        cred: &str,
+        hrn: &Hrn,
+        node: Option<&Hrn>,
+    ) -> Result<Wire<Ticket>, CliError> {
         let method = "get_ticket";
-        let v = self
-            .call(
-                method,
-                vec![cred.into(), hrn.as_str().into(), Struct::new().into()],
-            )
-            .await?;
+        let mut params = vec![cred.into(), hrn.as_str().into(), Struct::new().into()];
+        if let Some(n) = node {
+            params.push(n.as_str().into());
+        }
+        let v = self.call(method, params).await?;
         self.object(method, &v, "ticket", Ticket::parse)
     }
 
