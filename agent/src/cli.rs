@@ -13,6 +13,7 @@ pub mod commands;
 pub mod dump;
 pub mod error;
 pub mod files;
+pub mod flow;
 pub mod json;
 pub mod py2;
 pub mod record;
