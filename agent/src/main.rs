@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod authority;
+mod demo;
 mod node;
 mod notify;
 mod plc;
@@ -35,13 +36,14 @@ struct Cli {
     command: Command,
 }
 
-// `demo` arrives with its own issue (DESIGN §8); no stub until then, so that `--help` lists only
-// what works.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Offline tools for an authority tree: create authorities, keys, GIDs, credentials and
     /// tickets; verify and show them.
     Authority(authority::AuthorityArgs),
+    /// The whole system on this machine: a registry and a node on loopback, and the canonical
+    /// genicli flow against them, with a slice whose initscript really runs.
+    Demo(demo::DemoArgs),
     /// Run the component interface on this node: redeem tickets, start, stop, reset and delete
     /// slivers for callers whose credentials verify against the trusted roots.
     Node(node::NodeArgs),
@@ -97,11 +99,12 @@ fn main() -> process::ExitCode {
     let daemon = match &cli.command {
         Command::Node(_) => true,
         Command::Plc(args) => args.is_daemon(),
-        Command::Authority(_) => false,
+        Command::Authority(_) | Command::Demo(_) => false,
     };
     init_logging(daemon);
     let outcome = match cli.command {
         Command::Authority(args) => authority::run(args),
+        Command::Demo(args) => demo::run(&args),
         Command::Node(args) => node::run(&args),
         Command::Plc(args) => plc::run(args),
     };
