@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod authority;
+mod demo;
 mod node;
 mod notify;
+mod plc;
 
 use std::io::IsTerminal;
 use std::process;
@@ -34,16 +36,20 @@ struct Cli {
     command: Command,
 }
 
-// `plc` and `demo` arrive with their own issues (DESIGN §7, §8); no stubs until then, so that
-// `--help` lists only what works.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Offline tools for an authority tree: create authorities, keys, GIDs, credentials and
     /// tickets; verify and show them.
     Authority(authority::AuthorityArgs),
+    /// The whole system on this machine: a registry and a node on loopback, and the canonical
+    /// genicli flow against them, with a slice whose initscript really runs.
+    Demo(demo::DemoArgs),
     /// Run the component interface on this node: redeem tickets, start, stop, reset and delete
     /// slivers for callers whose credentials verify against the trusted roots.
     Node(node::NodeArgs),
+    /// The PLC side: the registry and slice interface (`plc serve`), its authorities and
+    /// database (`plc init`), and the admin commands for sites, persons, slices and nodes.
+    Plc(plc::PlcArgs),
 }
 
 /// How `geni-agent` ends. Scripts and tests depend on these values, so they never change
@@ -90,10 +96,17 @@ fn main() -> process::ExitCode {
             return code.into();
         }
     };
-    init_logging(matches!(cli.command, Command::Node(_)));
+    let daemon = match &cli.command {
+        Command::Node(_) => true,
+        Command::Plc(args) => args.is_daemon(),
+        Command::Authority(_) | Command::Demo(_) => false,
+    };
+    init_logging(daemon);
     let outcome = match cli.command {
         Command::Authority(args) => authority::run(args),
+        Command::Demo(args) => demo::run(&args),
         Command::Node(args) => node::run(&args),
+        Command::Plc(args) => plc::run(args),
     };
     match outcome {
         Ok(code) => code.into(),

@@ -36,5 +36,5 @@ mod tls;
 pub use dispatch::{CallContext, Dispatcher, Handler, HandlerFuture, PeerIdentity};
 pub use error::{RpcError, fault_of};
 pub use server::{DEFAULT_PORT, Limits, Server, ServerOptions, ShutdownHandle, termination_signal};
-pub use tls::{ServerAuth, TlsIdentity};
+pub use tls::{ServerAuth, ServerCheck, TlsIdentity};
 pub mod client;

@@ -57,10 +57,34 @@ pub enum ServerAuth {
     PinnedKey(Vec<u8>),
     /// The server must present exactly this certificate (DER).
     PinnedCertificate(Vec<u8>),
+    /// The server's chain (leaf first, DER) must satisfy this check, such as "is a GID that
+    /// verifies against our trusted roots": for a client that knows the roots of a federation but
+    /// not every server's key.
+    Check(Arc<dyn ServerCheck>),
     /// Any server certificate; the handshake still proves the server holds its key, but nothing
     /// says whose key that is. What 2008's clients did; use only where the network is trusted.
     DangerAcceptAny,
 }
+
+/// A client's own decision about the certificate chain a server presented
+/// ([`ServerAuth::Check`]). The handshake signature is checked separately against the leaf's key,
+/// so a chain that passes here also proves the server holds the leaf's key.
+pub trait ServerCheck: Send + Sync + std::fmt::Debug {
+    /// `Ok` to trust the server; `Err` says why not (it ends up in the client's error message).
+    fn check(&self, chain: &[&[u8]]) -> Result<(), String>;
+}
+
+/// A [`ServerCheck`] refusal as a TLS error whose text is the reason.
+#[derive(Debug)]
+struct CheckFailed(String);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckFailed {}
 
 // === impl TlsIdentity ===
 
@@ -337,7 +361,7 @@ impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
@@ -360,6 +384,17 @@ impl ServerCertVerifier for ServerVerifier {
                 if presented != *spki {
                     return Err(mismatch());
                 }
+            }
+            ServerAuth::Check(check) => {
+                public_key(end_entity)?;
+                let chain: Vec<&[u8]> = std::iter::once(end_entity.as_ref())
+                    .chain(intermediates.iter().map(AsRef::as_ref))
+                    .collect();
+                check.check(&chain).map_err(|reason| {
+                    TlsError::InvalidCertificate(rustls::CertificateError::Other(
+                        rustls::OtherError(Arc::new(CheckFailed(reason))),
+                    ))
+                })?;
             }
         }
         Ok(ServerCertVerified::assertion())

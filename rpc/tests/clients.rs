@@ -462,6 +462,49 @@ async fn geni_server_auth_from_gid_pins_the_gid_key() {
     assert!(transport_message(client.call("whoami", vec![]).await).contains("pinned"));
 }
 
+/// Accepts a chain whose leaf is `expected` and that has `len` certificates; says why not.
+#[derive(Debug)]
+struct ChainIs {
+    leaf: Vec<u8>,
+    len: usize,
+}
+
+impl geni_rpc::ServerCheck for ChainIs {
+    fn check(&self, chain: &[&[u8]]) -> Result<(), String> {
+        if chain.len() == self.len && chain[0] == self.leaf.as_slice() {
+            Ok(())
+        } else {
+            Err(format!("saw a chain of {} certificate(s)", chain.len()))
+        }
+    }
+}
+
+#[tokio::test]
+async fn geni_server_check_sees_the_whole_chain_and_its_reason_is_reported() {
+    let ca = CertificateDer::from(pki().ca.to_der().unwrap());
+    let leaf = CertificateDer::from(pki().server.to_der().unwrap());
+    let config = server_config(true, vec![leaf.clone(), ca], pkcs8(&pki().server_key));
+    let server = tls_server(config, Behaviour::default(), echo_handler()).await;
+    let accept = ServerAuth::Check(Arc::new(ChainIs {
+        leaf: leaf.to_vec(),
+        len: 2,
+    }));
+    let client = geni_client(&server, accept, SHORT);
+    assert!(client.call("whoami", vec![]).await.is_ok());
+
+    let refuse = ServerAuth::Check(Arc::new(ChainIs {
+        leaf: leaf.to_vec(),
+        len: 3,
+    }));
+    let client = geni_client(&server, refuse, SHORT);
+    let message = transport_message(client.call("whoami", vec![]).await);
+    assert!(
+        message.contains("saw a chain of 2 certificate(s)"),
+        "{message}"
+    );
+    assert_eq!(server.requests(), 1);
+}
+
 #[tokio::test]
 async fn geni_keeps_one_connection_alive_between_calls() {
     let server = tls_server(geni_server_config(), Behaviour::default(), echo_handler()).await;

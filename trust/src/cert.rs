@@ -282,6 +282,27 @@ impl Certificate {
     pub fn fingerprint(&self) -> [u8; 32] {
         openssl::sha::sha256(&self.0.der)
     }
+
+    /// A certificate for `key` signed by itself, subject and issuer CN `subject`, no payload:
+    /// what a 2008 client presented at the TLS layer (genicli's `<leaf>.cert`). Servers take
+    /// only its key from it and bind that to the caller GID inside the credential.
+    pub fn self_signed(
+        subject: &str,
+        key: &Keypair,
+        validity: Validity,
+        mode: CertMode,
+    ) -> Result<Self, TrustError> {
+        CertSpec {
+            subject,
+            issuer: subject,
+            subject_key: &key.public_key(),
+            signer: key,
+            payload: None,
+            validity,
+            mode,
+        }
+        .build()
+    }
 }
 
 impl fmt::Debug for Certificate {
@@ -719,5 +740,21 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("certificate 0"), "{e}");
+    }
+
+    #[test]
+    fn self_signed_certificates_carry_the_key_and_no_payload() {
+        let key = Keypair::generate(1024).unwrap();
+        for mode in [CertMode::Modern, CertMode::Compat2008] {
+            let cert =
+                Certificate::self_signed("alice", &key, Validity::from_now(0, 60), mode).unwrap();
+            assert_eq!(cert.subject(), "alice");
+            assert_eq!(cert.issuer(), "alice");
+            assert_eq!(*cert.public_key(), key.public_key());
+            assert!(cert.is_signed_by(&key.public_key()));
+            assert!(cert.xmlrpc_payload().is_none());
+            let again = Certificate::from_pem(&cert.to_pem().unwrap()).unwrap();
+            assert_eq!(again.der(), cert.der());
+        }
     }
 }

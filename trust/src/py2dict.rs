@@ -45,8 +45,9 @@ fn probe(table: &[Option<usize>], hash: i64) -> usize {
 }
 
 /// The order in which Python 2.7 iterates a dict whose keys were inserted in `keys` order
-/// (duplicates ignored). Returns indices into `keys`.
-pub(crate) fn iteration_order(keys: &[&str]) -> Vec<usize> {
+/// (duplicates ignored). Returns indices into `keys`. genicli prints records and tickets in this
+/// order, as 2008's `dump()` did.
+pub fn iteration_order(keys: &[&str]) -> Vec<usize> {
     let hashes: Vec<i64> = keys.iter().map(|k| py2_hash(k)).collect();
     let mut table: Vec<Option<usize>> = vec![None; 8];
     let mut used = 0usize;

@@ -16,6 +16,10 @@ use geni_xmlrpc::Struct;
 /// `email` for persons, `name` for slices and initscripts, `hostname` for nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Lookup {
+    #[allow(
+        dead_code,
+        reason = "the registry looks rows up by id or name; plc import reads all"
+    )]
     All,
     Ids(Vec<i64>),
     Names(Vec<String>),
@@ -187,8 +191,7 @@ pub(crate) trait PlcBackend: Send + Sync {
     ) -> impl Future<Output = PlcResult<i64>> + Send;
 
     fn update_site(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
-    fn update_person(&self, id: i64, fields: Struct)
-    -> impl Future<Output = PlcResult<()>> + Send;
+    fn update_person(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
     fn update_slice(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
     fn update_node(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
 
