@@ -21,7 +21,7 @@ use geni_trust::{
 };
 use geni_xmlrpc::{Struct, Value};
 use support::plc::{Db, Plc, SCRIPT, user};
-use support::{BIN, fault_code};
+use support::{bin, fault_code};
 
 /// Runs each scenario on SQLite and on PostgreSQL.
 macro_rules! on_both {
@@ -161,7 +161,7 @@ fn start_node(plc: &Plc, key: &Keypair, gid: Gid) -> NodeProcess {
     )
     .unwrap();
     std::fs::write(plc.path("node.toml"), "[node.local]\nstop_grace_secs = 1\n").unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
         .arg(plc.path("node.toml"))
         .arg("--trusted-roots")
@@ -1294,7 +1294,7 @@ async fn nuke_asks_first_and_init_is_idempotent() {
 
 #[test]
 fn help_lists_the_subcommands_and_plcapi_is_not_built_here() {
-    let out = Command::new(BIN).args(["plc", "--help"]).output().unwrap();
+    let out = Command::new(bin()).args(["plc", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for word in [
@@ -1312,7 +1312,7 @@ fn help_lists_the_subcommands_and_plcapi_is_not_built_here() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.toml");
     std::fs::write(&empty, "").unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["plc", "init", "--state-dir"])
         .arg(dir.path())
         .arg("--config")
@@ -1326,7 +1326,7 @@ fn help_lists_the_subcommands_and_plcapi_is_not_built_here() {
     );
     assert!(dir.path().join("trusted_roots/planetlab.gid").is_file());
     assert!(dir.path().join("plc.db").is_file());
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args([
             "plc",
             "--backend",
@@ -1346,7 +1346,7 @@ fn help_lists_the_subcommands_and_plcapi_is_not_built_here() {
     assert!(err.contains("not built in this branch"), "{err}");
     // Unknown configuration keys are errors.
     std::fs::write(dir.path().join("bad.toml"), "[plc]\nlisten_on = \"x\"\n").unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["plc", "init", "--config"])
         .arg(dir.path().join("bad.toml"))
         .output()

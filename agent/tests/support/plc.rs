@@ -16,7 +16,7 @@ use geni_rpc::client::{GeniClient, server_auth_from_gid};
 use geni_trust::{ChainForm, Gid, Keypair};
 use geni_xmlrpc::Value;
 
-use super::BIN;
+use super::bin;
 
 /// The database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +184,7 @@ impl Plc {
     }
 
     pub fn start(&mut self) {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["plc", "serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(self.path("agent.toml"))
             .arg("--state-dir")
@@ -281,7 +281,7 @@ impl Drop for Plc {
 
 /// `geni-agent plc <args>` with the state directory `<dir>/state` and `database`.
 fn admin_in(dir: &Path, database: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .arg("plc")
         .args(args)
         .arg("--config")
