@@ -21,13 +21,21 @@ pub fn bin() -> PathBuf {
     if let Some(p) = option_env!("CARGO_BIN_EXE_geni-agent") {
         return PathBuf::from(p);
     }
+    beside_tests("geni-agent")
+}
+
+/// The `genicli` executable, found as [`bin`] finds `geni-agent`.
+pub fn genicli_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_genicli") {
+        return PathBuf::from(p);
+    }
+    beside_tests("genicli")
+}
+
+/// `target/<profile>/<name>`, beside the `deps/` directory the running test lives in.
+fn beside_tests(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/geni-agent
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("geni-agent");
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
     assert!(
         path.is_file(),
         "{} is missing: run the end-to-end tests with `cargo test --workspace` (or `cargo build \
