@@ -187,8 +187,7 @@ pub(crate) trait PlcBackend: Send + Sync {
     ) -> impl Future<Output = PlcResult<i64>> + Send;
 
     fn update_site(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
-    fn update_person(&self, id: i64, fields: Struct)
-    -> impl Future<Output = PlcResult<()>> + Send;
+    fn update_person(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
     fn update_slice(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
     fn update_node(&self, id: i64, fields: Struct) -> impl Future<Output = PlcResult<()>> + Send;
 
