@@ -10,6 +10,7 @@
 mod authority;
 mod node;
 mod notify;
+mod plc;
 
 use std::io::IsTerminal;
 use std::process;
