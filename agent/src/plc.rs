@@ -10,3 +10,4 @@
 
 mod backend;
 mod names;
+mod plcapi;

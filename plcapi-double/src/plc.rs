@@ -443,7 +443,7 @@ impl Plc {
     }
 
     /// `GetSession`: a fresh session key for `person_id`, deterministic per PLC.
-    pub(crate) fn new_session(&mut self, person_id: i64) -> String {
+    pub fn new_session(&mut self, person_id: i64) -> String {
         let key = format!("double-session-{person_id}-{}", self.sessions.len() + 1);
         self.sessions.insert(key.clone(), person_id);
         key
