@@ -9,5 +9,6 @@
 #![allow(dead_code)]
 
 mod backend;
+mod import;
 mod names;
 mod plcapi;

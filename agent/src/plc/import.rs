@@ -1,0 +1,322 @@
+//! `geni-agent plc import`: PlanetLab's sites, persons, slices and nodes into the registry, as
+//! 2008's `plc/import.py` did (`reference/geniwrapper-2008.md` §4.2 "Tools").
+//!
+//! Four steps, each its own module or function: read PLC through any [`PlcBackend`] ([`fetch`],
+//! bulk reads batched by the backend); decide what to create from PLC's rows and what the
+//! registry already holds ([`plan`], pure); create the authorities and one GID per new record
+//! ([`materialize`], on every core); store the records ([`ImportSink`]) and export the root GID
+//! into `trusted_roots/` for nodes. Authorities are written before their records, records in
+//! batches, so a run that stops half-way leaves nothing a second run cannot finish, and a second
+//! run over an unchanged PLC adds and changes nothing. Progress goes to stderr only when it is
+//! a terminal.
+
+mod materialize;
+mod plan;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use geni_trust::{ChainForm, Hierarchy, Hrn, RecordType};
+
+use crate::plc::backend::{Lookup, PlcBackend, PlcError, PlcResult};
+pub(crate) use materialize::NewRecord;
+pub(crate) use plan::{Existing, Plan, Skipped, Snapshot};
+
+/// Records stored per [`ImportSink::insert`] call.
+const INSERT_BATCH: usize = 1_000;
+
+/// The registry as the import needs it.
+pub(crate) trait ImportSink: Sync {
+    /// `(hrn, type)` of every record held.
+    fn existing(
+        &self,
+    ) -> impl Future<Output = anyhow::Result<HashSet<(String, RecordType)>>> + Send;
+    /// Stores `records` (none of which exists yet) all or nothing.
+    fn insert(&self, records: &[NewRecord]) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) sites: usize,
+    pub(crate) persons: usize,
+    pub(crate) slices: usize,
+    pub(crate) nodes: usize,
+    pub(crate) authorities_created: usize,
+    /// New records by type, in [`KINDS`] order.
+    pub(crate) created: [usize; 5],
+    /// Records already held, by type.
+    pub(crate) present: [usize; 5],
+    pub(crate) skipped: Vec<Skipped>,
+    pub(crate) root: RootExport,
+}
+
+const KINDS: [RecordType; 5] = [
+    RecordType::Sa,
+    RecordType::Ma,
+    RecordType::User,
+    RecordType::Slice,
+    RecordType::Node,
+];
+
+/// What became of the root GID in `trusted_roots/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum RootExport {
+    #[default]
+    NotYet,
+    Written(PathBuf),
+    Unchanged(PathBuf),
+    /// A different file of that name is there and was left alone.
+    Differs(PathBuf),
+}
+
+impl Report {
+    pub(crate) fn created_total(&self) -> usize {
+        self.created.iter().sum()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts = |c: &[usize; 5]| {
+            KINDS
+                .iter()
+                .zip(c)
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            f,
+            "PLC: {} sites, {} persons, {} slices, {} nodes",
+            self.sites, self.persons, self.slices, self.nodes
+        )?;
+        writeln!(f, "authorities created: {}", self.authorities_created)?;
+        writeln!(f, "records created: {}", counts(&self.created))?;
+        writeln!(f, "records already present: {}", counts(&self.present))?;
+        match &self.root {
+            RootExport::NotYet => {}
+            RootExport::Written(p) => writeln!(f, "root GID written to {}", p.display())?,
+            RootExport::Unchanged(p) => writeln!(f, "root GID already in {}", p.display())?,
+            RootExport::Differs(p) => writeln!(
+                f,
+                "root GID NOT written: {} holds a different certificate; replace it if the \
+                 root authority was re-created",
+                p.display()
+            )?,
+        }
+        writeln!(f, "skipped: {}", self.skipped.len())?;
+        for s in &self.skipped {
+            writeln!(f, "  {}: {}", s.what, s.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// Imports `plc` into `sink` and the authority tree `h`, under `level1` (`planetlab.us`).
+pub(crate) async fn import(
+    plc: &impl PlcBackend,
+    sink: &impl ImportSink,
+    h: &Hierarchy,
+    level1: &Hrn,
+    trusted_roots: &Path,
+    progress: &Progress,
+) -> anyhow::Result<Report> {
+    progress.note("reading PLC");
+    let snapshot = fetch(plc)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading PLC: {}", describe(&e)))?;
+    progress.note("reading the registry");
+    let records = sink.existing().await.context("reading the registry")?;
+    let authorities = plan::candidate_authorities(&snapshot, level1)
+        .into_iter()
+        .filter(|a| h.exists(a))
+        .map(|a| a.to_string())
+        .collect();
+    let existing = Existing {
+        records,
+        authorities,
+    };
+    let Plan {
+        authorities,
+        records,
+        present,
+        skipped,
+    } = plan::plan(&snapshot, &existing, level1);
+    let mut report = Report {
+        sites: snapshot.sites.len(),
+        persons: snapshot.persons.len(),
+        slices: snapshot.slices.len(),
+        nodes: snapshot.nodes.len(),
+        authorities_created: authorities.len(),
+        skipped,
+        ..Report::default()
+    };
+    for (i, kind) in KINDS.iter().enumerate() {
+        report.created[i] = records.iter().filter(|r| r.kind == *kind).count();
+        report.present[i] = present.get(kind).copied().unwrap_or(0);
+    }
+
+    let new_records = {
+        let (h, progress) = (h.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            materialize::create_authorities(&h, &authorities, &progress)
+                .context("creating authorities")?;
+            materialize::make_gids(&h, &records, &progress).context("creating GIDs")
+        })
+        .await
+        .context("the GID workers stopped")??
+    };
+    for (n, batch) in new_records.chunks(INSERT_BATCH).enumerate() {
+        sink.insert(batch).await.context("storing records")?;
+        progress.step(
+            "stored",
+            (n * INSERT_BATCH + batch.len()).min(new_records.len()),
+            new_records.len(),
+        );
+    }
+    let root = std::iter::successors(Some(level1.clone()), Hrn::authority)
+        .last()
+        .unwrap_or_else(|| level1.clone());
+    report.root = export_root(h, &root, trusted_roots)?;
+    progress.done();
+    Ok(report)
+}
+
+/// PLC's sites and what they list: persons, their keys, slices and nodes, in bulk reads.
+pub(crate) async fn fetch(plc: &impl PlcBackend) -> PlcResult<Snapshot> {
+    let sites = plc.get_sites(Lookup::All).await?;
+    let ids = |f: &dyn Fn(&crate::plc::backend::Site) -> &[i64]| -> Vec<i64> {
+        let set: BTreeSet<i64> = sites.iter().flat_map(|s| f(s).iter().copied()).collect();
+        set.into_iter().collect()
+    };
+    let (person_ids, slice_ids, node_ids) = (
+        ids(&|s| &s.person_ids),
+        ids(&|s| &s.slice_ids),
+        ids(&|s| &s.node_ids),
+    );
+    let persons = plc.get_persons(Lookup::Ids(person_ids)).await?;
+    let key_ids: BTreeSet<i64> = persons
+        .iter()
+        .flat_map(|p| p.key_ids.iter().copied())
+        .collect();
+    let keys = plc
+        .get_keys(Lookup::Ids(key_ids.into_iter().collect()))
+        .await?;
+    let slices = plc.get_slices(Lookup::Ids(slice_ids)).await?;
+    let nodes = plc.get_nodes(Lookup::Ids(node_ids)).await?;
+    Ok(Snapshot {
+        sites,
+        persons: persons.into_iter().map(|p| (p.person_id, p)).collect(),
+        keys: keys.into_iter().map(|k| (k.key_id, k)).collect(),
+        slices: slices.into_iter().map(|s| (s.slice_id, s)).collect(),
+        nodes: nodes.into_iter().map(|n| (n.node_id, n)).collect(),
+    })
+}
+
+/// A [`PlcError`] for a person to read.
+fn describe(e: &PlcError) -> String {
+    match e {
+        PlcError::Refused { code, message } => format!("PLC refused ({code}): {message}"),
+        PlcError::NotFound { what } => format!("{what} is not in PLC"),
+        PlcError::Unavailable(why) => why.clone(),
+        PlcError::Malformed { what } => format!("PLC answered a malformed value: {what}"),
+    }
+}
+
+/// Writes the root authority's GID to `<dir>/<root>.gid` for nodes, unless a file of that name
+/// is already there: the same one is left as it is, a different one is reported, never replaced
+/// (it is a trust anchor someone put there).
+fn export_root(h: &Hierarchy, root: &Hrn, dir: &Path) -> anyhow::Result<RootExport> {
+    let gid = h
+        .authority(root)
+        .with_context(|| format!("loading root authority {root}"))?
+        .gid;
+    let text = gid.to_chain_string(ChainForm::Separator)?;
+    let path = dir.join(format!("{root}.gid"));
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == text => return Ok(RootExport::Unchanged(path)),
+        Ok(_) => return Ok(RootExport::Differs(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{root}.gid.tmp{}", std::process::id()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(RootExport::Written(path))
+}
+
+/// A one-line progress display on stderr, drawn only when stderr is a terminal and at most ten
+/// times a second.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    shown: bool,
+    last: std::sync::Arc<Mutex<Option<Instant>>>,
+}
+
+impl Progress {
+    /// Shown when stderr is a terminal.
+    pub(crate) fn on_stderr() -> Self {
+        Self::new(std::io::stderr().is_terminal())
+    }
+
+    pub(crate) fn hidden() -> Self {
+        Self::new(false)
+    }
+
+    fn new(shown: bool) -> Self {
+        Self {
+            shown,
+            last: std::sync::Arc::default(),
+        }
+    }
+
+    fn note(&self, what: &str) {
+        self.draw(&format!("import: {what}…"), true);
+    }
+
+    fn step(&self, what: &str, done: usize, total: usize) {
+        self.draw(&format!("import: {what} {done}/{total}"), done == total);
+    }
+
+    fn draw(&self, line: &str, always: bool) {
+        if !self.shown {
+            return;
+        }
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if always || due {
+            *last = Some(Instant::now());
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K{line}");
+            let _ = err.flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.shown {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

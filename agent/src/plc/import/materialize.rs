@@ -1,0 +1,128 @@
+//! Making what a [`Plan`](super::plan::Plan) says: the authorities on disk, then one GID per
+//! record, signed by the record's authority.
+//!
+//! This is where the import spends its time: every new authority and every record without a
+//! usable PLC key needs a fresh RSA key (2048 bits: about 0.1 s each on one core), and every GID
+//! an RSA signature. Both are independent per object, so they run on every core; authorities go
+//! level by level, because a child is signed by its parent. Private keys of records are never
+//! kept: 2008 threw them away too, and nobody holds a slice's or node's key.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use geni_trust::{Gid, Hierarchy, Hrn, Keypair, RecordType, TrustError};
+
+use super::Progress;
+use super::plan::{KeySource, PlannedRecord};
+
+/// A record ready for the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRecord {
+    pub(crate) hrn: Hrn,
+    pub(crate) kind: RecordType,
+    pub(crate) pointer: i64,
+    pub(crate) gid: Gid,
+}
+
+/// Creates `authorities` (parents before children, as planned), in parallel within each depth.
+pub(crate) fn create_authorities(
+    h: &Hierarchy,
+    authorities: &[Hrn],
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let mut by_depth: Vec<&Hrn> = authorities.iter().collect();
+    by_depth.sort_by_key(|a| a.depth());
+    let done = AtomicUsize::new(0);
+    for level in by_depth.chunk_by(|a, b| a.depth() == b.depth()) {
+        parallel(level, |hrn| {
+            // An authority made by a run that stopped before its records is reused.
+            if !h.exists(hrn) {
+                h.create_authority(hrn, false)?;
+            }
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress.step("authorities", n, authorities.len());
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// A GID for each planned record, in plan order.
+pub(crate) fn make_gids(
+    h: &Hierarchy,
+    records: &[PlannedRecord],
+    progress: &Progress,
+) -> anyhow::Result<Vec<NewRecord>> {
+    let done = AtomicUsize::new(0);
+    parallel(records, |r| {
+        let gid = match &r.key {
+            KeySource::Authority => h.authority(&r.hrn)?.gid,
+            KeySource::Ssh { key, .. } => h.create_gid(&r.hrn, None, key)?,
+            KeySource::Fresh => {
+                let key = Keypair::generate(Keypair::DEFAULT_BITS)?;
+                h.create_gid(&r.hrn, None, &key.public_key())?
+            }
+        };
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        progress.step("records", n, records.len());
+        Ok(NewRecord {
+            hrn: r.hrn.clone(),
+            kind: r.kind,
+            pointer: r.pointer,
+            gid,
+        })
+    })
+}
+
+/// `f` over `items` on every core, results in order; the first error stops the others.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, TrustError> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error = Mutex::new(None);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        match f(item) {
+                            Ok(r) => mine.push((i, r)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                let mut slot = first_error
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked returns nothing; the count check below reports it.
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let error = first_error
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    if done.len() != items.len() {
+        anyhow::bail!("an import worker thread stopped unexpectedly");
+    }
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, r)| r).collect())
+}

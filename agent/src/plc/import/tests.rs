@@ -1,0 +1,292 @@
+//! The whole import against the PLCAPI double over HTTPS (through the `plcapi` backend), into an
+//! in-memory registry and a real authority tree on disk, run twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use geni_trust::{Gid, Policy, PublicKey, TrustedRoots, Verifier};
+use plcapi_double::{ADMIN_EMAIL, ADMIN_PASSWORD, Plc, PlcDouble, Scale};
+
+use super::*;
+use crate::plc::plcapi::{AuthMethod, PlcApiBackend, PlcApiSettings, RetrySettings, Secret};
+
+/// A registry that keeps records in memory and refuses duplicates, as the store's unique key
+/// does.
+#[derive(Debug, Default)]
+struct MemorySink {
+    records: Mutex<Vec<NewRecord>>,
+    inserts: Mutex<usize>,
+}
+
+impl ImportSink for MemorySink {
+    async fn existing(&self) -> anyhow::Result<HashSet<(String, RecordType)>> {
+        let records = self.records.lock().unwrap();
+        Ok(records
+            .iter()
+            .map(|r| (r.hrn.to_string(), r.kind))
+            .collect())
+    }
+
+    async fn insert(&self, new: &[NewRecord]) -> anyhow::Result<()> {
+        let mut records = self.records.lock().unwrap();
+        for r in new {
+            anyhow::ensure!(
+                !records.iter().any(|o| o.hrn == r.hrn && o.kind == r.kind),
+                "duplicate record {} {}",
+                r.hrn,
+                r.kind
+            );
+        }
+        records.extend_from_slice(new);
+        *self.inserts.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+async fn backend(double: &PlcDouble, dir: &Path) -> PlcApiBackend {
+    let ca = dir.join("plc-ca.pem");
+    double.write_ca(&ca).unwrap();
+    let settings = PlcApiSettings {
+        url: double.url(),
+        auth: AuthMethod::Password,
+        username: Some(ADMIN_EMAIL.into()),
+        password: Some(Secret(ADMIN_PASSWORD.into())),
+        session: None,
+        ca_file: Some(ca),
+        danger_accept_any_certificate: false,
+        retry: RetrySettings {
+            max_attempts: 2,
+            initial_backoff_ms: 20,
+            max_backoff_ms: 20,
+            timeout_secs: 30,
+        },
+        multicall_batch: 4,
+        ids_per_call: 10,
+    };
+    PlcApiBackend::new(&settings)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn us() -> Hrn {
+    Hrn::parse("planetlab.us").unwrap()
+}
+
+/// Every file under `dir` with its contents, to show that a run changed nothing on disk.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
+    let double = PlcDouble::start(Plc::generate(Scale::SMALL)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plc = backend(&double, dir.path()).await;
+    let h = Hierarchy::new(dir.path().join("authorities"));
+    let roots_dir = dir.path().join("trusted_roots");
+    let sink = MemorySink::default();
+
+    double.reset_stats();
+    let first = import(&plc, &sink, &h, &us(), &roots_dir, &Progress::hidden())
+        .await
+        .unwrap();
+    // Bulk reads went through multicall (10 ids per call, 4 calls per request).
+    assert!(double.stats().multicalls >= 2, "{:?}", double.stats());
+
+    // What PLC holds, counted from the double itself.
+    let (sites, memberships, slices, nodes) = double.with_plc(|p| {
+        let sites: Vec<_> = (1..=5).filter_map(|i| p.site(i).cloned()).collect();
+        let memberships: usize = sites.iter().map(|s| s.person_ids.len()).sum();
+        (sites.len(), memberships, 20, 10)
+    });
+    assert_eq!(
+        (first.sites, first.slices, first.nodes),
+        (sites, slices, nodes)
+    );
+    assert_eq!(first.authorities_created, 2 + sites);
+    assert_eq!(
+        first.created,
+        [sites + 1, sites + 1, memberships, slices, nodes],
+        "{first}"
+    );
+    assert_eq!(first.present, [0; 5]);
+    assert!(first.skipped.is_empty(), "{first}");
+    let RootExport::Written(root_path) = &first.root else {
+        panic!("{:?}", first.root);
+    };
+    assert_eq!(root_path, &roots_dir.join("planetlab.gid"));
+
+    // Every GID verifies against the exported root alone.
+    let verifier = Verifier::new(
+        TrustedRoots::load_dir(&roots_dir).unwrap(),
+        Policy::default(),
+    );
+    let records = sink.records.lock().unwrap().clone();
+    assert_eq!(records.len(), first.created_total());
+    for r in &records {
+        let v = verifier.verify_gid(&r.gid).unwrap();
+        assert_eq!(v.hrn(), &r.hrn);
+    }
+    // sa and ma records carry the authority's own GID (the 2008 register bug, not repeated).
+    let pl = records
+        .iter()
+        .find(|r| r.hrn.as_str() == "planetlab.us.pl" && r.kind == RecordType::Ma)
+        .unwrap();
+    assert_eq!(pl.pointer, 1);
+    assert_eq!(
+        pl.gid.public_key(),
+        h.authority(&pl.hrn).unwrap().gid.public_key()
+    );
+    let top: Vec<i64> = records
+        .iter()
+        .filter(|r| r.hrn.as_str() == "planetlab.us")
+        .map(|r| r.pointer)
+        .collect();
+    assert_eq!(top, [-1, -1]);
+    // A user's GID holds their first PLC RSA key (person 3 has a DSA key before it); a slice is
+    // named as 2008 named it.
+    let (key_ids, slice_name) = double.with_plc(|p| {
+        let key_ids = p.person(3).unwrap().key_ids.clone();
+        (key_ids, p.slice(1).unwrap().name.clone())
+    });
+    let person3 = records
+        .iter()
+        .find(|r| r.kind == RecordType::User && r.pointer == 3)
+        .unwrap();
+    let keys = plc.get_keys(Lookup::Ids(key_ids)).await.unwrap();
+    assert!(keys[0].key.starts_with("ssh-dss"));
+    assert!(keys[1].key.starts_with("ssh-rsa"));
+    assert_eq!(
+        person3.gid.public_key(),
+        &PublicKey::from_openssh(&keys[1].key).unwrap()
+    );
+    let slice1 = records
+        .iter()
+        .find(|r| r.kind == RecordType::Slice && r.pointer == 1)
+        .unwrap();
+    assert_eq!(
+        geni_trust::hrn_to_pl_slicename(&slice1.hrn).unwrap(),
+        slice_name
+    );
+
+    // The second run: nothing new, nothing changed, on disk or in the registry.
+    let disk = tree(dir.path());
+    let inserts = *sink.inserts.lock().unwrap();
+    let second = import(&plc, &sink, &h, &us(), &roots_dir, &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!(second.created_total(), 0, "{second}");
+    assert_eq!(second.authorities_created, 0);
+    assert_eq!(second.present, first.created);
+    assert_eq!(second.root, RootExport::Unchanged(root_path.clone()));
+    assert_eq!(tree(dir.path()), disk);
+    assert_eq!(*sink.inserts.lock().unwrap(), inserts);
+    let after: Vec<(String, RecordType, i64, String)> = sink
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let pem = r.gid.to_chain_string(ChainForm::Separator).unwrap();
+            (r.hrn.to_string(), r.kind, r.pointer, pem)
+        })
+        .collect();
+    let before: Vec<(String, RecordType, i64, String)> = records
+        .iter()
+        .map(|r| {
+            let pem = r.gid.to_chain_string(ChainForm::Separator).unwrap();
+            (r.hrn.to_string(), r.kind, r.pointer, pem)
+        })
+        .collect();
+    assert_eq!(after, before);
+
+    // A person added to PLC since: the third run adds exactly that user.
+    double.with_plc(|p| {
+        let id = p
+            .add_person(
+                &geni_xmlrpc::Struct::new()
+                    .with("first_name", "New")
+                    .with("last_name", "Comer")
+                    .with("email", "newcomer@pl.example.edu"),
+            )
+            .unwrap();
+        p.add_person_to_site(id, 1).unwrap();
+    });
+    let third = import(&plc, &sink, &h, &us(), &roots_dir, &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!(third.created, [0, 0, 1, 0, 0]);
+    assert!(
+        sink.records
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.hrn.as_str() == "planetlab.us.pl.Comer_New")
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_plc_fails_before_anything_is_written() {
+    let mut double = PlcDouble::start(Plc::generate(Scale::SMALL)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plc = backend(&double, dir.path()).await;
+    double.stop().await;
+    let h = Hierarchy::new(dir.path().join("authorities"));
+    let sink = MemorySink::default();
+    let err = import(
+        &plc,
+        &sink,
+        &h,
+        &us(),
+        &dir.path().join("trusted_roots"),
+        &Progress::hidden(),
+    )
+    .await
+    .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.starts_with("reading PLC: "), "{message}");
+    assert!(message.contains("gave up after 2 attempts"), "{message}");
+    assert!(!dir.path().join("authorities").exists());
+    assert!(!dir.path().join("trusted_roots").exists());
+    assert!(sink.records.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_different_root_in_trusted_roots_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hierarchy::new(dir.path().join("authorities"));
+    let root = Hrn::parse("planetlab").unwrap();
+    h.create_authority(&root, false).unwrap();
+    let roots = dir.path().join("trusted_roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::write(roots.join("planetlab.gid"), "someone else's root").unwrap();
+    let got = export_root(&h, &root, &roots).unwrap();
+    assert_eq!(got, RootExport::Differs(roots.join("planetlab.gid")));
+    assert_eq!(
+        std::fs::read_to_string(roots.join("planetlab.gid")).unwrap(),
+        "someone else's root"
+    );
+    std::fs::remove_file(roots.join("planetlab.gid")).unwrap();
+    let RootExport::Written(path) = export_root(&h, &root, &roots).unwrap() else {
+        panic!("not written");
+    };
+    let written = Gid::load(&path).unwrap();
+    assert_eq!(written.hrn(), &root);
+    assert!(written.parent().is_none());
+}
