@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use geni_trust::{ChainForm, Hierarchy, Hrn, RecordType};
 
 use crate::plc::backend::{Lookup, PlcBackend, PlcError, PlcResult};
-pub(crate) use materialize::NewRecord;
+pub(crate) use materialize::{NewRecord, UnownedKeys};
 pub(crate) use plan::{Existing, Plan, Skipped, Snapshot};
 
 /// Records stored per [`ImportSink::insert`] call.
@@ -119,15 +119,25 @@ impl fmt::Display for Report {
     }
 }
 
-/// Imports `plc` into `sink` and the authority tree `h`, under `level1` (`planetlab.us`).
+/// How to import.
+#[derive(Debug, Clone)]
+pub(crate) struct ImportOptions {
+    /// The authority sites go under (`planetlab.us`); the root is its top label.
+    pub(crate) level1: Hrn,
+    /// Where the root GID is exported for nodes.
+    pub(crate) trusted_roots: PathBuf,
+    pub(crate) unowned_keys: UnownedKeys,
+}
+
+/// Imports `plc` into `sink` and the authority tree `h`.
 pub(crate) async fn import(
     plc: &impl PlcBackend,
     sink: &impl ImportSink,
     h: &Hierarchy,
-    level1: &Hrn,
-    trusted_roots: &Path,
+    options: &ImportOptions,
     progress: &Progress,
 ) -> anyhow::Result<Report> {
+    let level1 = &options.level1;
     progress.note("reading PLC");
     let snapshot = fetch(plc)
         .await
@@ -164,11 +174,11 @@ pub(crate) async fn import(
     }
 
     let new_records = {
-        let (h, progress) = (h.clone(), progress.clone());
+        let (h, progress, unowned) = (h.clone(), progress.clone(), options.unowned_keys);
         tokio::task::spawn_blocking(move || {
             materialize::create_authorities(&h, &authorities, &progress)
                 .context("creating authorities")?;
-            materialize::make_gids(&h, &records, &progress).context("creating GIDs")
+            materialize::make_gids(&h, &records, unowned, &progress).context("creating GIDs")
         })
         .await
         .context("the GID workers stopped")??
@@ -184,7 +194,7 @@ pub(crate) async fn import(
     let root = std::iter::successors(Some(level1.clone()), Hrn::authority)
         .last()
         .unwrap_or_else(|| level1.clone());
-    report.root = export_root(h, &root, trusted_roots)?;
+    report.root = export_root(h, &root, &options.trusted_roots)?;
     progress.done();
     Ok(report)
 }

@@ -11,8 +11,8 @@
 //! deleted person).
 //!
 //! A user's GID key is the first of their `ssh` keys that reads as an OpenSSH `ssh-rsa` key
-//! (2008's keyconvert; DSA and unreadable keys are passed over); with none, a fresh key whose
-//! private half nobody keeps, as for every slice and node.
+//! (2008's keyconvert; DSA and unreadable keys are passed over); with none, a key whose private
+//! half nobody keeps ([`KeySource::Unowned`]), as for every slice and node.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -47,8 +47,9 @@ pub(crate) enum KeySource {
     Authority,
     /// The user's PLC key `key_id`, converted from OpenSSH.
     Ssh { key_id: i64, key: PublicKey },
-    /// A fresh key; its private half is discarded.
-    Fresh,
+    /// No key of its own: a fresh key whose private half nobody keeps (2008 generated one and
+    /// threw it away); see `materialize::UnownedKeys`.
+    Unowned,
 }
 
 /// One record to create.
@@ -148,7 +149,7 @@ pub(crate) fn plan(plc: &Snapshot, existing: &Existing, level1: &Hrn) -> Plan {
                 continue;
             };
             let hrn = names::slice_hrn(&site_hrn, &slice.name);
-            planner.leaf(hrn, RecordType::Slice, *id, what, || KeySource::Fresh);
+            planner.leaf(hrn, RecordType::Slice, *id, what, || KeySource::Unowned);
         }
         for id in &site.node_ids {
             let what = format!("node {id} at site {}", site.site_id);
@@ -160,7 +161,7 @@ pub(crate) fn plan(plc: &Snapshot, existing: &Existing, level1: &Hrn) -> Plan {
                 continue;
             };
             let hrn = names::node_hrn(&site_hrn, &node.hostname);
-            planner.leaf(hrn, RecordType::Node, *id, what, || KeySource::Fresh);
+            planner.leaf(hrn, RecordType::Node, *id, what, || KeySource::Unowned);
         }
     }
     planner.plan
@@ -193,7 +194,7 @@ fn user_key(person: &Person, keys: &HashMap<i64, Key>) -> KeySource {
                     key,
                 })
         })
-        .unwrap_or(KeySource::Fresh)
+        .unwrap_or(KeySource::Unowned)
 }
 
 struct Planner<'a> {

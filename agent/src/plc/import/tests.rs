@@ -75,6 +75,14 @@ fn us() -> Hrn {
     Hrn::parse("planetlab.us").unwrap()
 }
 
+fn options(dir: &Path) -> ImportOptions {
+    ImportOptions {
+        level1: us(),
+        trusted_roots: dir.join("trusted_roots"),
+        unowned_keys: UnownedKeys::SharedPerRun,
+    }
+}
+
 /// Every file under `dir` with its contents, to show that a run changed nothing on disk.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -99,11 +107,12 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let plc = backend(&double, dir.path()).await;
     let h = Hierarchy::new(dir.path().join("authorities"));
-    let roots_dir = dir.path().join("trusted_roots");
+    let options = options(dir.path());
+    let roots_dir = options.trusted_roots.clone();
     let sink = MemorySink::default();
 
     double.reset_stats();
-    let first = import(&plc, &sink, &h, &us(), &roots_dir, &Progress::hidden())
+    let first = import(&plc, &sink, &h, &options, &Progress::hidden())
         .await
         .unwrap();
     // Bulk reads went through multicall (10 ids per call, 4 calls per request).
@@ -176,6 +185,15 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
         person3.gid.public_key(),
         &PublicKey::from_openssh(&keys[1].key).unwrap()
     );
+    // Slices and nodes share the run's unowned key, which is no one's PLC key.
+    let unowned: Vec<&PublicKey> = records
+        .iter()
+        .filter(|r| matches!(r.kind, RecordType::Slice | RecordType::Node))
+        .map(|r| r.gid.public_key())
+        .collect();
+    assert_eq!(unowned.len(), slices + nodes);
+    assert!(unowned.iter().all(|k| *k == unowned[0]));
+    assert_ne!(unowned[0], person3.gid.public_key());
     let slice1 = records
         .iter()
         .find(|r| r.kind == RecordType::Slice && r.pointer == 1)
@@ -188,7 +206,7 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
     // The second run: nothing new, nothing changed, on disk or in the registry.
     let disk = tree(dir.path());
     let inserts = *sink.inserts.lock().unwrap();
-    let second = import(&plc, &sink, &h, &us(), &roots_dir, &Progress::hidden())
+    let second = import(&plc, &sink, &h, &options, &Progress::hidden())
         .await
         .unwrap();
     assert_eq!(second.created_total(), 0, "{second}");
@@ -228,7 +246,7 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
             .unwrap();
         p.add_person_to_site(id, 1).unwrap();
     });
-    let third = import(&plc, &sink, &h, &us(), &roots_dir, &Progress::hidden())
+    let third = import(&plc, &sink, &h, &options, &Progress::hidden())
         .await
         .unwrap();
     assert_eq!(third.created, [0, 0, 1, 0, 0]);
@@ -249,16 +267,9 @@ async fn an_unreachable_plc_fails_before_anything_is_written() {
     double.stop().await;
     let h = Hierarchy::new(dir.path().join("authorities"));
     let sink = MemorySink::default();
-    let err = import(
-        &plc,
-        &sink,
-        &h,
-        &us(),
-        &dir.path().join("trusted_roots"),
-        &Progress::hidden(),
-    )
-    .await
-    .unwrap_err();
+    let err = import(&plc, &sink, &h, &options(dir.path()), &Progress::hidden())
+        .await
+        .unwrap_err();
     let message = format!("{err:#}");
     assert!(message.starts_with("reading PLC: "), "{message}");
     assert!(message.contains("gave up after 2 attempts"), "{message}");
@@ -289,4 +300,35 @@ fn a_different_root_in_trusted_roots_is_left_alone() {
     let written = Gid::load(&path).unwrap();
     assert_eq!(written.hrn(), &root);
     assert!(written.parent().is_none());
+}
+
+#[test]
+fn unowned_keys_are_shared_per_run_or_made_per_record() {
+    use super::plan::{KeySource, PlannedRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hierarchy::new(dir.path().join("authorities"));
+    let site = Hrn::parse("planetlab.us.pl").unwrap();
+    h.create_authority(&site, true).unwrap();
+    let planned: Vec<PlannedRecord> = ["a", "b", "c"]
+        .iter()
+        .map(|leaf| PlannedRecord {
+            hrn: Hrn::parse(&format!("planetlab.us.pl.{leaf}")).unwrap(),
+            kind: RecordType::Slice,
+            pointer: 1,
+            key: KeySource::Unowned,
+        })
+        .collect();
+    let keys = |mode| -> Vec<PublicKey> {
+        materialize::make_gids(&h, &planned, mode, &Progress::hidden())
+            .unwrap()
+            .iter()
+            .map(|r| r.gid.public_key().clone())
+            .collect()
+    };
+    let shared = keys(UnownedKeys::SharedPerRun);
+    assert!(shared[0] == shared[1] && shared[1] == shared[2]);
+    // A new run, a new key.
+    assert_ne!(keys(UnownedKeys::SharedPerRun)[0], shared[0]);
+    let distinct = keys(UnownedKeys::PerRecord);
+    assert!(distinct[0] != distinct[1] && distinct[1] != distinct[2] && distinct[0] != distinct[2]);
 }

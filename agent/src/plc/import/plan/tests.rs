@@ -149,7 +149,7 @@ fn a_fresh_registry_gets_everything_2008_imported() {
     );
     let keys: Vec<&KeySource> = plan.records.iter().map(|r| &r.key).collect();
     assert_eq!(keys[0], &KeySource::Authority);
-    // Alice's DSA key is passed over for her RSA key; Carol's key does not read: fresh.
+    // Alice's DSA key is passed over for her RSA key; Carol's key does not read: unowned.
     assert_eq!(
         keys[4],
         &KeySource::Ssh {
@@ -157,9 +157,9 @@ fn a_fresh_registry_gets_everything_2008_imported() {
             key: rsa
         }
     );
-    assert_eq!(keys[5], &KeySource::Fresh);
-    assert_eq!(keys[6], &KeySource::Fresh);
-    assert_eq!(keys[7], &KeySource::Fresh);
+    assert_eq!(keys[5], &KeySource::Unowned);
+    assert_eq!(keys[6], &KeySource::Unowned);
+    assert_eq!(keys[7], &KeySource::Unowned);
     assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
     assert_eq!(plan.count(RecordType::User), 4);
 }
