@@ -32,7 +32,7 @@ use super::backend::{
 };
 
 /// Every PLCAPI method this backend calls, for discovery.
-const METHODS: [&str; 32] = [
+const METHODS: [&str; 29] = [
     "AuthCheck",
     "GetSites",
     "GetPersons",
@@ -62,9 +62,6 @@ const METHODS: [&str; 32] = [
     "DeleteNode",
     "system.listMethods",
     "system.multicall",
-    "GetSession",
-    "DeleteSliceAttribute",
-    "AddSliceToNodes",
 ];
 
 const MULTICALL: &str = "system.multicall";
@@ -286,6 +283,8 @@ impl PlcApiBackend {
         let method = spec.method;
         let keys: Vec<Value> = match lookup {
             Lookup::All => {
+                // No filter is nil, not `{}`: PLCAPI 4.2's `Filter` accepts None, while an empty
+                // struct builds SQL some of its versions reject.
                 let only_ids = vec![Value::Nil, Value::Array(vec![spec.id_field.into()])];
                 let answer = self.call(method, only_ids, &[]).await?;
                 rows_of(method, answer)?
