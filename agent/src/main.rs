@@ -35,8 +35,8 @@ struct Cli {
     command: Command,
 }
 
-// `plc` and `demo` arrive with their own issues (DESIGN §7, §8); no stubs until then, so that
-// `--help` lists only what works.
+// `demo` arrives with its own issue (DESIGN §8); no stub until then, so that `--help` lists only
+// what works.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Offline tools for an authority tree: create authorities, keys, GIDs, credentials and
@@ -45,6 +45,9 @@ enum Command {
     /// Run the component interface on this node: redeem tickets, start, stop, reset and delete
     /// slivers for callers whose credentials verify against the trusted roots.
     Node(node::NodeArgs),
+    /// The PLC side: the registry and slice interface (`plc serve`), its authorities and
+    /// database (`plc init`), and the admin commands for sites, persons, slices and nodes.
+    Plc(plc::PlcArgs),
 }
 
 /// How `geni-agent` ends. Scripts and tests depend on these values, so they never change
@@ -91,10 +94,16 @@ fn main() -> process::ExitCode {
             return code.into();
         }
     };
-    init_logging(matches!(cli.command, Command::Node(_)));
+    let daemon = match &cli.command {
+        Command::Node(_) => true,
+        Command::Plc(args) => args.is_daemon(),
+        Command::Authority(_) => false,
+    };
+    init_logging(daemon);
     let outcome = match cli.command {
         Command::Authority(args) => authority::run(args),
         Command::Node(args) => node::run(&args),
+        Command::Plc(args) => plc::run(args),
     };
     match outcome {
         Ok(code) => code.into(),

@@ -8,7 +8,7 @@
 //! sliver are serialised by a per-sliver lock; different slivers run in parallel. Backends persist
 //! each change before it is acknowledged.
 
-mod config;
+pub(crate) mod config;
 mod delete_slice;
 mod get_ticket;
 mod list_component_resources;

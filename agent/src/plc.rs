@@ -1,14 +1,284 @@
-//! PLC mode: the registry and slice interface on the central side, over a PLC backend.
+//! PLC mode: the registry and slice interface of Geniwrapper (2008 method names, arguments and
+//! return shapes, `reference/geniwrapper-2008.md` §4.2) on the HTTPS XML-RPC server, one module
+//! per method, over a record store (SQLite or PostgreSQL) and a PLC backend.
 //!
-//! This branch carries the pieces that talk to PlanetLab itself: the [`backend::PlcBackend`]
-//! interface, its `plcapi` implementation over a remote PLCAPI, the 2008 import naming rules and
-//! `plc import`. The registry, its storage and the `plc` subcommand are wired in with the rest
-//! of PLC mode.
+//! [`Registry`] is generic over [`PlcBackend`] so that the embedded PLC and a remote PLCAPI plug
+//! in the same way; everything here is written once against the trait. What 2008 got wrong is
+//! fixed in the shared checks below: every credential-bearing call verifies the credential and
+//! its GID chains against the trusted roots (never skipped) and binds the caller to the TLS key;
+//! `get_credential` and `resolve` check that the caller may see the object; unknown records are a
+//! clean "not found" fault; SQL never contains a value. Credentials and tickets are issued as
+//! §1.4/§1.5 say, by the object's authority from the hierarchy on disk.
 
-// Not yet reachable from `main` until the `plc` subcommand is wired in.
-#![allow(dead_code)]
-
+mod admin;
+mod authorities;
 mod backend;
+mod config;
+mod create_gid;
+mod db;
+mod embedded;
+mod fill;
+mod get_credential;
+mod get_gid;
+mod get_self_credential;
+mod get_ticket;
+#[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod import;
+mod list;
+#[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod names;
+mod noop;
+#[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod plcapi;
+mod record;
+mod register;
+mod remove;
+mod resolve;
+mod run;
+mod sshkey;
+mod store;
+mod update;
+
+use std::sync::Arc;
+
+use geni_rpc::{CallContext, Dispatcher, RpcError};
+use geni_trust::{ChainForm, Gid, Hrn, RecordType, VerifiedCredential, Verifier};
+use geni_xmlrpc::Value;
+
+pub(crate) use config::PlcSection;
+pub(crate) use run::{PlcArgs, run};
+
+use authorities::Authorities;
+use backend::{PlcBackend, PlcError};
+use db::StoreError;
+use store::{Store, StoredRecord};
+
+/// Everything a registry method needs.
+#[derive(Debug)]
+pub(crate) struct Registry<B> {
+    pub(crate) verifier: Arc<Verifier>,
+    pub(crate) authorities: Authorities,
+    pub(crate) store: Store,
+    pub(crate) plc: B,
+    /// Lifetime of issued credentials, seconds.
+    pub(crate) credential_lifetime: i64,
+    /// Longest lifetime of issued tickets, seconds (a slice that expires sooner shortens it).
+    pub(crate) ticket_lifetime: i64,
+}
+
+/// Signature shared by every method module.
+type MethodFn<B> = fn(Arc<Registry<B>>, CallContext, Vec<Value>) -> geni_rpc::HandlerFuture;
+
+impl<B: PlcBackend + 'static> Registry<B> {
+    /// The method table of the registry and slice interface.
+    pub(crate) fn dispatcher(self: &Arc<Self>) -> Dispatcher {
+        let methods: [(&str, &str, MethodFn<B>); 11] = [
+            ("noop", noop::HELP, noop::call),
+            ("create_gid", create_gid::HELP, create_gid::call),
+            (
+                "get_self_credential",
+                get_self_credential::HELP,
+                get_self_credential::call,
+            ),
+            ("get_credential", get_credential::HELP, get_credential::call),
+            ("get_gid", get_gid::HELP, get_gid::call),
+            ("register", register::HELP, register::call),
+            ("remove", remove::HELP, remove::call),
+            ("update", update::HELP, update::call),
+            ("list", list::HELP, list::call),
+            ("resolve", resolve::HELP, resolve::call),
+            ("get_ticket", get_ticket::HELP, get_ticket::call),
+        ];
+        let mut d = Dispatcher::new();
+        for (name, help, f) in methods {
+            let registry = Arc::clone(self);
+            d.register(name, help, move |ctx, params| {
+                f(Arc::clone(&registry), ctx, params)
+            });
+        }
+        d
+    }
+}
+
+impl<B: PlcBackend> Registry<B> {
+    /// The authentication pipeline (2008 `decode_authentication`, nothing skipped): verify the
+    /// credential and its GID chains, bind its caller to the TLS key, check `operation`.
+    pub(crate) fn authenticate(
+        &self,
+        ctx: &CallContext,
+        credential: &str,
+        operation: &str,
+    ) -> Result<VerifiedCredential, RpcError> {
+        let verified = self.verifier.verify_credential_str(credential)?;
+        ctx.peer.require_caller(verified.caller().gid())?;
+        if !verified.can_perform(operation) {
+            return Err(RpcError::InsufficientRights {
+                operation: operation.to_owned(),
+                rights: verified.privileges().to_string(),
+            });
+        }
+        Ok(verified)
+    }
+
+    /// The record of `kind` at `hrn`, or a "not found" fault naming it.
+    pub(crate) async fn record(
+        &self,
+        hrn: &Hrn,
+        kind: RecordType,
+    ) -> Result<StoredRecord, RpcError> {
+        self.store
+            .find(hrn, kind)
+            .await
+            .map_err(store_fault)?
+            .ok_or_else(|| not_found(hrn, Some(kind)))
+    }
+
+    /// Every record at `hrn`, or a "not found" fault.
+    pub(crate) async fn records(&self, hrn: &Hrn) -> Result<Vec<StoredRecord>, RpcError> {
+        let records = self.store.find_all(hrn).await.map_err(store_fault)?;
+        if records.is_empty() {
+            return Err(not_found(hrn, None));
+        }
+        Ok(records)
+    }
+
+    /// 2008 `verify_object_belongs_to_me`: this registry holds the authority that names `hrn`
+    /// (a top-level name belongs to whoever holds it).
+    pub(crate) fn require_ours(&self, hrn: &Hrn) -> Result<(), RpcError> {
+        let authority = hrn.authority().unwrap_or_else(|| hrn.clone());
+        if self.authorities.holds(&authority) {
+            Ok(())
+        } else {
+            Err(RpcError::Permission(format!(
+                "{hrn} is not under an authority this registry holds ({authority} is not here)"
+            )))
+        }
+    }
+
+    /// Whether the credential may see `record`: its object is the record or an authority over
+    /// it, or (a user's credential) the user holds a role on the record.
+    pub(crate) async fn may_see(
+        &self,
+        verified: &VerifiedCredential,
+        record: &StoredRecord,
+    ) -> Result<bool, RpcError> {
+        let object = verified.object().hrn();
+        if object.is_authority_or_self(&record.hrn) {
+            return Ok(true);
+        }
+        self.holds_role(object, record).await
+    }
+
+    /// A credential over `record` for `caller`, with the record type's default rights (2008
+    /// `determine_rights`), issued by the record's authority.
+    pub(crate) async fn credential_for(
+        &self,
+        caller: &Gid,
+        record: &StoredRecord,
+    ) -> Result<Value, RpcError> {
+        let object = parse_stored_gid(record)?;
+        let credential = self
+            .authorities
+            .issue_credential(caller, &object, record.kind, self.credential_lifetime)
+            .await?;
+        tracing::info!(
+            caller = %caller.hrn(),
+            object = %record.hrn,
+            kind = %record.kind,
+            "Credential issued"
+        );
+        Ok(Value::String(
+            credential.to_chain_string(ChainForm::Separator)?,
+        ))
+    }
+}
+
+/// 2008 `verify_object_permission(name)`: the credential's object is `hrn` or an authority over
+/// it.
+pub(crate) fn require_permission(verified: &VerifiedCredential, hrn: &Hrn) -> Result<(), RpcError> {
+    let object = verified.object().hrn();
+    if object.is_authority_or_self(hrn) {
+        Ok(())
+    } else {
+        Err(RpcError::Permission(format!(
+            "a credential for {object} gives no authority over {hrn}"
+        )))
+    }
+}
+
+/// The GID a record stores.
+pub(crate) fn parse_stored_gid(record: &StoredRecord) -> Result<Gid, RpcError> {
+    Gid::parse(&record.gid).map_err(|e| {
+        tracing::error!(hrn = %record.hrn, kind = %record.kind, error = %e, "Stored GID unreadable");
+        RpcError::Internal(format!("stored GID of {} unreadable: {e}", record.hrn))
+    })
+}
+
+/// The "not found" fault for a record (code 105): `slice record planetlab.us.pl.x not found`.
+pub(crate) fn not_found(hrn: &Hrn, kind: Option<RecordType>) -> RpcError {
+    match kind {
+        Some(k) => RpcError::NotFound(format!("{k} record {hrn}")),
+        None => RpcError::NotFound(format!("record {hrn}")),
+    }
+}
+
+/// An hrn argument of `method`.
+pub(crate) fn hrn_arg(method: &str, value: &Value) -> Result<Hrn, RpcError> {
+    match value {
+        Value::String(s) => {
+            Hrn::parse(s).map_err(|e| RpcError::invalid_params(method, e.to_string()))
+        }
+        v => Err(RpcError::invalid_params(
+            method,
+            format!("the name must be a string hrn, not a {}", v.type_name()),
+        )),
+    }
+}
+
+/// A record type argument of `method`.
+pub(crate) fn type_arg(method: &str, value: &Value) -> Result<RecordType, RpcError> {
+    match value {
+        Value::String(s) => s.parse().map_err(|_| {
+            RpcError::invalid_params(
+                method,
+                format!("record type {s:?} is not one of user, slice, sa, ma, node"),
+            )
+        }),
+        v => Err(RpcError::invalid_params(
+            method,
+            format!("the record type must be a string, not a {}", v.type_name()),
+        )),
+    }
+}
+
+/// The one mapping from PLC backend errors to protocol errors.
+pub(crate) fn plc_fault(e: PlcError) -> RpcError {
+    match e {
+        PlcError::Refused { code, message } => {
+            RpcError::Failed(format!("PLC refused ({code}): {message}"))
+        }
+        PlcError::NotFound { what } => RpcError::NotFound(format!("PLC {what}")),
+        PlcError::Unavailable(why) => {
+            tracing::error!(error = %why, "PLC unavailable");
+            RpcError::Failed(format!(
+                "PLC is unavailable ({why}); nothing was changed as far as the registry knows, \
+                 try again later"
+            ))
+        }
+        PlcError::Malformed { what } => {
+            tracing::error!(what = %what, "PLC answered a malformed value");
+            RpcError::Failed(format!("PLC answered a malformed value ({what})"))
+        }
+    }
+}
+
+/// The one mapping from record store errors to protocol errors.
+pub(crate) fn store_fault(e: StoreError) -> RpcError {
+    match e {
+        StoreError::Exists(what) => RpcError::Exists(what),
+        other => {
+            tracing::error!(error = %other, "Record store failure");
+            RpcError::Internal(other.to_string())
+        }
+    }
+}

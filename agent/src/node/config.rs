@@ -15,12 +15,14 @@ use serde::Deserialize;
 /// Where the configuration is read from when `--config` is not given.
 pub(crate) const DEFAULT_CONFIG: &str = "/etc/geni-agent/agent.toml";
 
-/// The whole file. Other tables (`[plc]`) arrive with their modes.
+/// The whole file: one table per mode.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
     #[serde(default)]
     pub(crate) node: NodeSection,
+    #[serde(default)]
+    pub(crate) plc: crate::plc::PlcSection,
 }
 
 /// `[node]`.
