@@ -126,6 +126,17 @@ pub(crate) enum PlcError {
     Malformed { what: String },
 }
 
+impl std::fmt::Display for PlcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused { code, message } => write!(f, "PLC refused ({code}): {message}"),
+            Self::NotFound { what } => write!(f, "{what} is not in PLC"),
+            Self::Unavailable(why) => f.write_str(why),
+            Self::Malformed { what } => write!(f, "PLC answered a malformed value: {what}"),
+        }
+    }
+}
+
 pub(crate) type PlcResult<T> = Result<T, PlcError>;
 
 /// PlanetLab's database as the registry needs it. Add/update calls take PLCAPI field structs
