@@ -28,7 +28,6 @@ mod list;
 #[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod names;
 mod noop;
-#[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod plcapi;
 mod record;
 mod register;

@@ -22,6 +22,7 @@ use super::backend::PlcBackend;
 use super::config::PlcConfig;
 use super::db::{self, Db};
 use super::embedded::Embedded;
+use super::plcapi::PlcApiBackend;
 use super::store::Store;
 use crate::ExitCode;
 use crate::node::config as file_config;
@@ -188,12 +189,30 @@ async fn with_registry<T: RegistryTask>(config: &PlcConfig, task: T) -> anyhow::
             let plc = Embedded::new(parts.db.clone());
             task.run(parts.registry(plc, config), config).await
         }
+        "plcapi" => match connect_plcapi(config).await {
+            Ok(plc) => task.run(parts.registry(plc, config), config).await,
+            Err(e) => Err(e),
+        },
         other => Err(anyhow::anyhow!(
-            "the {other} backend is not built in this branch; use backend = \"embedded\""
+            "plc.backend must be \"embedded\" or \"plcapi\", not {other:?}"
         )),
     };
     parts.db.close().await;
     outcome
+}
+
+/// The `[plc.plcapi]` backend, connected: its methods listed and our credentials accepted
+/// (`AuthCheck`), so that a wrong password stops the command here.
+async fn connect_plcapi(config: &PlcConfig) -> anyhow::Result<PlcApiBackend> {
+    let settings = config
+        .section
+        .plcapi
+        .as_ref()
+        .context("plc.backend = \"plcapi\" needs a [plc.plcapi] table")?;
+    PlcApiBackend::new(settings)?
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("PLCAPI at {}: {e}", settings.url))
 }
 
 /// What every registry needs besides its backend.
