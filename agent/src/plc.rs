@@ -22,10 +22,8 @@ mod get_credential;
 mod get_gid;
 mod get_self_credential;
 mod get_ticket;
-#[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod import;
 mod list;
-#[allow(dead_code, reason = "wired into `plc` in the next commit")]
 mod names;
 mod noop;
 mod plcapi;

@@ -16,10 +16,6 @@ use geni_xmlrpc::Struct;
 /// `email` for persons, `name` for slices and initscripts, `hostname` for nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Lookup {
-    #[allow(
-        dead_code,
-        reason = "the registry looks rows up by id or name; plc import reads all"
-    )]
     All,
     Ids(Vec<i64>),
     Names(Vec<String>),

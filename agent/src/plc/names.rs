@@ -1,5 +1,6 @@
 //! How `plc import` names PlanetLab's sites, persons, slices and nodes in the GENI hierarchy:
 //! the rules of 2008's `plc/import.py` (`reference/geniwrapper-2008.md` §4.2 "Tools", §5.3).
+//! The level-1 authority is the registry's (`plc.authority`, 2008's `planetlab.us`).
 //!
 //! - a site is the authority `<level-1>.<login_base>` (`planetlab.us.princeton`);
 //! - a person is `<site>.<last>_<first>`, cleaned (non-ASCII dropped; space, `.`, `(`, `'`, `)`
@@ -14,11 +15,6 @@
 //! round-trip through.
 
 use geni_trust::Hrn;
-
-/// The root authority of a 2008 import.
-pub(crate) const ROOT_AUTHORITY: &str = "planetlab";
-/// The authority every PLC site is imported under.
-pub(crate) const LEVEL1_AUTHORITY: &str = "planetlab.us";
 
 /// Longest hrn import creates for persons and nodes, in characters (2008 `hrn[:64]`).
 pub(crate) const MAX_HRN_CHARS: usize = 64;
@@ -110,8 +106,9 @@ mod tests {
         Hrn::parse(s).unwrap()
     }
 
+    /// 2008's `level1_auth`.
     fn us() -> Hrn {
-        hrn(LEVEL1_AUTHORITY)
+        hrn("planetlab.us")
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Plan {
     }
 
     /// Whether the import would change nothing.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.authorities.is_empty() && self.records.is_empty()
     }

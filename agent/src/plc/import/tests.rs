@@ -1,47 +1,37 @@
-//! The whole import against the PLCAPI double over HTTPS (through the `plcapi` backend), into an
-//! in-memory registry and a real authority tree on disk, run twice.
+//! The whole import against the PLCAPI double over HTTPS (through the `plcapi` backend), into the
+//! registry's store in a real SQLite file and a real authority tree on disk, run twice.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use geni_trust::{Gid, Policy, PublicKey, TrustedRoots, Verifier};
 use plcapi_double::{ADMIN_EMAIL, ADMIN_PASSWORD, Plc, PlcDouble, Scale};
 
 use super::*;
+use crate::plc::db::{Db, sqlite_url};
 use crate::plc::plcapi::{AuthMethod, PlcApiBackend, PlcApiSettings, RetrySettings, Secret};
 
-/// A registry that keeps records in memory and refuses duplicates, as the store's unique key
-/// does.
-#[derive(Debug, Default)]
-struct MemorySink {
-    records: Mutex<Vec<NewRecord>>,
-    inserts: Mutex<usize>,
+/// A registry store in a real SQLite file under `dir`.
+async fn store(dir: &Path) -> Store {
+    let db = Db::open(&sqlite_url(&dir.join("plc.db"))).await.unwrap();
+    Store::new(db)
 }
 
-impl ImportSink for MemorySink {
-    async fn existing(&self) -> anyhow::Result<HashSet<(String, RecordType)>> {
-        let records = self.records.lock().unwrap();
-        Ok(records
-            .iter()
-            .map(|r| (r.hrn.to_string(), r.kind))
-            .collect())
+/// Every record the store holds, by hrn and type, with its GID parsed.
+async fn stored_records(store: &Store) -> Vec<(StoredRecord, Gid)> {
+    let mut keys = store.keys().await.unwrap();
+    keys.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+    let mut out = Vec::new();
+    for (hrn, kind) in keys {
+        let r = store
+            .find(&Hrn::parse(&hrn).unwrap(), kind)
+            .await
+            .unwrap()
+            .unwrap();
+        let gid = Gid::parse(&r.gid).unwrap();
+        out.push((r, gid));
     }
-
-    async fn insert(&self, new: &[NewRecord]) -> anyhow::Result<()> {
-        let mut records = self.records.lock().unwrap();
-        for r in new {
-            anyhow::ensure!(
-                !records.iter().any(|o| o.hrn == r.hrn && o.kind == r.kind),
-                "duplicate record {} {}",
-                r.hrn,
-                r.kind
-            );
-        }
-        records.extend_from_slice(new);
-        *self.inserts.lock().unwrap() += 1;
-        Ok(())
-    }
+    out
 }
 
 async fn backend(double: &PlcDouble, dir: &Path) -> PlcApiBackend {
@@ -109,7 +99,7 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
     let h = Hierarchy::new(dir.path().join("authorities"));
     let options = options(dir.path());
     let roots_dir = options.trusted_roots.clone();
-    let sink = MemorySink::default();
+    let sink = store(dir.path()).await;
 
     double.reset_stats();
     let first = import(&plc, &sink, &h, &options, &Progress::hidden())
@@ -146,12 +136,21 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
         TrustedRoots::load_dir(&roots_dir).unwrap(),
         Policy::default(),
     );
-    let records = sink.records.lock().unwrap().clone();
-    assert_eq!(records.len(), first.created_total());
-    for r in &records {
-        let v = verifier.verify_gid(&r.gid).unwrap();
+    let stored = stored_records(&sink).await;
+    assert_eq!(stored.len(), first.created_total());
+    for (r, gid) in &stored {
+        let v = verifier.verify_gid(gid).unwrap();
         assert_eq!(v.hrn(), &r.hrn);
     }
+    let records: Vec<NewRecord> = stored
+        .iter()
+        .map(|(r, gid)| NewRecord {
+            hrn: r.hrn.clone(),
+            kind: r.kind,
+            pointer: r.pointer,
+            gid: gid.clone(),
+        })
+        .collect();
     // sa and ma records carry the authority's own GID (the 2008 register bug, not repeated).
     let pl = records
         .iter()
@@ -162,12 +161,12 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
         pl.gid.public_key(),
         h.authority(&pl.hrn).unwrap().gid.public_key()
     );
-    let top: Vec<i64> = records
+    let top: Vec<(RecordType, i64)> = records
         .iter()
         .filter(|r| r.hrn.as_str() == "planetlab.us")
-        .map(|r| r.pointer)
+        .map(|r| (r.kind, r.pointer))
         .collect();
-    assert_eq!(top, [-1, -1]);
+    assert_eq!(top, [(RecordType::Ma, -1), (RecordType::Sa, -1)]);
     // A user's GID holds their first PLC RSA key (person 3 has a DSA key before it); a slice is
     // named as 2008 named it.
     let (key_ids, slice_name) = double.with_plc(|p| {
@@ -204,8 +203,9 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
     );
 
     // The second run: nothing new, nothing changed, on disk or in the registry.
-    let disk = tree(dir.path());
-    let inserts = *sink.inserts.lock().unwrap();
+    let disk = tree(&dir.path().join("authorities"));
+    let roots = tree(&roots_dir);
+    let stored_before: Vec<StoredRecord> = stored.iter().map(|(r, _)| r.clone()).collect();
     let second = import(&plc, &sink, &h, &options, &Progress::hidden())
         .await
         .unwrap();
@@ -213,26 +213,14 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
     assert_eq!(second.authorities_created, 0);
     assert_eq!(second.present, first.created);
     assert_eq!(second.root, RootExport::Unchanged(root_path.clone()));
-    assert_eq!(tree(dir.path()), disk);
-    assert_eq!(*sink.inserts.lock().unwrap(), inserts);
-    let after: Vec<(String, RecordType, i64, String)> = sink
-        .records
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let pem = r.gid.to_chain_string(ChainForm::Separator).unwrap();
-            (r.hrn.to_string(), r.kind, r.pointer, pem)
-        })
+    assert_eq!(tree(&dir.path().join("authorities")), disk);
+    assert_eq!(tree(&roots_dir), roots);
+    let stored_after: Vec<StoredRecord> = stored_records(&sink)
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
         .collect();
-    let before: Vec<(String, RecordType, i64, String)> = records
-        .iter()
-        .map(|r| {
-            let pem = r.gid.to_chain_string(ChainForm::Separator).unwrap();
-            (r.hrn.to_string(), r.kind, r.pointer, pem)
-        })
-        .collect();
-    assert_eq!(after, before);
+    assert_eq!(stored_after, stored_before);
 
     // A person added to PLC since: the third run adds exactly that user.
     double.with_plc(|p| {
@@ -250,12 +238,16 @@ async fn a_small_plc_imports_once_and_a_second_run_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(third.created, [0, 0, 1, 0, 0]);
+    let newcomer = Hrn::parse("planetlab.us.pl.Comer_New").unwrap();
     assert!(
-        sink.records
-            .lock()
+        sink.find(&newcomer, RecordType::User)
+            .await
             .unwrap()
-            .iter()
-            .any(|r| r.hrn.as_str() == "planetlab.us.pl.Comer_New")
+            .is_some()
+    );
+    assert_eq!(
+        usize::try_from(sink.count().await.unwrap()).unwrap(),
+        stored_before.len() + 1
     );
 }
 
@@ -266,7 +258,7 @@ async fn an_unreachable_plc_fails_before_anything_is_written() {
     let plc = backend(&double, dir.path()).await;
     double.stop().await;
     let h = Hierarchy::new(dir.path().join("authorities"));
-    let sink = MemorySink::default();
+    let sink = store(dir.path()).await;
     let err = import(&plc, &sink, &h, &options(dir.path()), &Progress::hidden())
         .await
         .unwrap_err();
@@ -275,7 +267,7 @@ async fn an_unreachable_plc_fails_before_anything_is_written() {
     assert!(message.contains("gave up after 2 attempts"), "{message}");
     assert!(!dir.path().join("authorities").exists());
     assert!(!dir.path().join("trusted_roots").exists());
-    assert!(sink.records.lock().unwrap().is_empty());
+    assert_eq!(sink.count().await.unwrap(), 0);
 }
 
 #[test]
