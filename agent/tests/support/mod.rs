@@ -2,6 +2,8 @@
 //! running `geni-agent node` on loopback, and clients with TLS client certificates.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod plc;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

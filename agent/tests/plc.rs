@@ -1,0 +1,1356 @@
+//! End-to-end tests of `geni-agent plc` on loopback: the real binary, real TLS with client
+//! certificates, real databases. Every registry test runs twice, on a SQLite file and on a
+//! PostgreSQL database (skipped, saying so, when `GENI_TEST_POSTGRES_URL` is unset).
+//!
+//! The canonical 2008 flow (self-credential → sa credential → create_gid → register slice →
+//! slice credential → ticket) ends with the ticket verified by a node's verifier and redeemed on
+//! a real `geni-agent node`; every method has its test, and each rejection the issue names has
+//! its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use geni_rpc::TlsIdentity;
+use geni_rpc::client::{GeniClient, server_auth_from_gid};
+use geni_trust::{
+    ChainForm, Clock, Gid, Hierarchy, Hrn, Keypair, Policy, RightList, SystemClock, TrustError,
+    TrustedRoots, Verifier, VerifyError,
+};
+use geni_xmlrpc::{Struct, Value};
+use support::plc::{Db, Plc, SCRIPT, user};
+use support::{BIN, fault_code};
+
+/// Runs each scenario on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    canonical_flow_ends_in_a_redeemed_ticket,
+    every_method,
+    rejects_a_caller_without_the_right,
+    rejects_a_credential_for_an_object_outside_the_callers_authority,
+    rejects_register_under_a_foreign_authority,
+    rejects_a_duplicate_record,
+    rejects_malformed_record_dicts,
+    stores_sql_metacharacters_verbatim,
+    unknown_records_are_not_found,
+    rejects_a_tls_key_that_is_not_the_callers,
+);
+
+fn s(v: &str) -> Value {
+    Value::from(v)
+}
+
+fn text(v: Value) -> String {
+    v.as_str().unwrap().to_owned()
+}
+
+fn verifier(plc: &Plc) -> Verifier {
+    let roots = TrustedRoots::load_dir(&plc.state().join("trusted_roots")).unwrap();
+    Verifier::new(roots, Policy::default())
+}
+
+fn pem(key: &Keypair) -> Value {
+    Value::String(String::from_utf8(key.public_key().to_pem().unwrap()).unwrap())
+}
+
+/// A record dict as genicli sends it.
+fn record(name: &str, kind: &str, gid: &str, geni_info: Struct) -> Value {
+    Value::Struct(
+        Struct::new()
+            .with("name", name)
+            .with("type", kind)
+            .with("gid", gid)
+            .with("pointer", -1)
+            .with("geni_info", geni_info),
+    )
+}
+
+/// Alice's self-credential and her sa credential over `planetlab.us.pl` (she is its PI).
+async fn alice_credentials(plc: &Plc, c: &GeniClient) -> (String, String) {
+    let user_cred = plc.self_credential(&plc.alice).await;
+    let sa_cred = text(
+        c.call(
+            "get_credential",
+            vec![s(&user_cred), s("sa"), s("planetlab.us.pl")],
+        )
+        .await
+        .unwrap(),
+    );
+    (user_cred, sa_cred)
+}
+
+/// Registers slice `hrn` with `key` under alice's sa credential; returns its GID text.
+async fn register_slice(
+    c: &GeniClient,
+    sa_cred: &str,
+    hrn: &str,
+    key: &Keypair,
+    researchers: &[&str],
+) -> String {
+    let gid = text(
+        c.call("create_gid", vec![s(sa_cred), s(hrn), Value::Nil, pem(key)])
+            .await
+            .unwrap(),
+    );
+    let info = Struct::new().with(
+        "researcher",
+        Value::Array(researchers.iter().map(|r| s(r)).collect()),
+    );
+    let back = c
+        .call(
+            "register",
+            vec![s(sa_cred), record(hrn, "slice", &gid, info)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(back), gid);
+    gid
+}
+
+/// A running `geni-agent node` whose identity the registry's hierarchy issued.
+struct NodeProcess {
+    child: Child,
+    addr: String,
+    gid: Gid,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(plc: &Plc, key: &Keypair, gid: Gid) -> NodeProcess {
+    let h = Hierarchy::new(plc.state().join("authorities"));
+    let rights: RightList = "control,info".parse().unwrap();
+    let cred = h
+        .issue_credential(&gid, &gid, &rights, true, 30 * 86_400)
+        .unwrap();
+    key.save(&plc.path("node.pkey")).unwrap();
+    std::fs::write(
+        plc.path("node.gid"),
+        gid.to_chain_string(ChainForm::Separator).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        plc.path("node.cred"),
+        cred.to_chain_string(ChainForm::Separator).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(plc.path("node.toml"), "[node.local]\nstop_grace_secs = 1\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["node", "--listen", "127.0.0.1:0", "--config"])
+        .arg(plc.path("node.toml"))
+        .arg("--trusted-roots")
+        .arg(plc.state().join("trusted_roots"))
+        .arg("--state-dir")
+        .arg(plc.path("node-state"))
+        .arg("--key")
+        .arg(plc.path("node.pkey"))
+        .arg("--gid")
+        .arg(plc.path("node.gid"))
+        .arg("--credential")
+        .arg(plc.path("node.cred"))
+        .env("GENI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    NodeProcess { child, addr, gid }
+}
+
+fn node_client(node: &NodeProcess, key: &Keypair, gid: &Gid) -> GeniClient {
+    let identity = TlsIdentity::from_pem(
+        &key.to_pem().unwrap(),
+        &gid.to_chain_string(ChainForm::Separator).unwrap(),
+    )
+    .unwrap();
+    GeniClient::new(
+        &format!("https://{}/", node.addr),
+        identity,
+        server_auth_from_gid(&node.gid),
+        Duration::from_secs(30),
+    )
+    .unwrap()
+}
+
+async fn canonical_flow_ends_in_a_redeemed_ticket(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let v = verifier(&plc);
+    let alice = plc.client(&plc.alice).await;
+
+    // 1. Self-credential: alice over herself, the user rights of 2008.
+    let user_cred = plc.self_credential(&plc.alice).await;
+    let uc = v.verify_credential_str(&user_cred).unwrap();
+    assert_eq!(uc.caller().hrn().as_str(), "planetlab.us.pl.alice");
+    assert_eq!(uc.object().hrn().as_str(), "planetlab.us.pl.alice");
+    assert_eq!(uc.privileges().to_string(), "refresh,resolve,info");
+
+    // 2. The site's sa credential: alice is its PI.
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let sc = v.verify_credential_str(&sa_cred).unwrap();
+    assert_eq!(sc.object().hrn().as_str(), "planetlab.us.pl");
+    assert_eq!(sc.caller().hrn().as_str(), "planetlab.us.pl.alice");
+    assert_eq!(sc.privileges().to_string(), "authority");
+
+    // 3–4. A GID for the slice's key, then the slice record with alice as researcher.
+    let slice_key = Keypair::generate(2048).unwrap();
+    let slice_gid = register_slice(
+        &alice,
+        &sa_cred,
+        "planetlab.us.pl.s1",
+        &slice_key,
+        &["planetlab.us.pl.alice"],
+    )
+    .await;
+    let g = v.verify_gid_str(&slice_gid).unwrap();
+    assert_eq!(g.hrn().as_str(), "planetlab.us.pl.s1");
+    assert_eq!(g.gid().public_key(), &slice_key.public_key());
+
+    // The operator sets the slice's attributes and adds a node while the registry runs.
+    plc.ok(&["slice", "attr", "set", "pl_s1", "cpu_share", "8"]);
+    plc.ok(&["slice", "attr", "set", "pl_s1", "disk_max", "100000"]);
+    plc.ok(&["slice", "attr", "set", "pl_s1", "initscript", "hello"]);
+    let node_key = Keypair::generate(2048).unwrap();
+    std::fs::write(
+        plc.path("node.pub"),
+        node_key.public_key().to_pem().unwrap(),
+    )
+    .unwrap();
+    plc.ok(&[
+        "node",
+        "add",
+        "node1.pl.example",
+        "--site",
+        "pl",
+        "--pubkey",
+        plc.path("node.pub").to_str().unwrap(),
+    ]);
+    plc.ok(&[
+        "slice",
+        "attr",
+        "set",
+        "pl_s1",
+        "cpu_share",
+        "16",
+        "--node",
+        "node1.pl.example",
+    ]);
+    let node_hrn: Hrn = "planetlab.us.pl.node1_pl_example".parse().unwrap();
+
+    // 5. The slice credential, asked for with the user credential (alice is a researcher).
+    let slice_cred = text(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&user_cred), s("slice"), s("planetlab.us.pl.s1")],
+            )
+            .await
+            .unwrap(),
+    );
+    let lc = v.verify_credential_str(&slice_cred).unwrap();
+    assert_eq!(lc.object().hrn().as_str(), "planetlab.us.pl.s1");
+    assert_eq!(lc.caller().hrn().as_str(), "planetlab.us.pl.alice");
+    assert_eq!(lc.privileges().to_string(), "embed,bind,control,info");
+
+    // 6. The ticket for node1, and what a node's verifier makes of it.
+    let before = SystemClock.now();
+    let ticket = text(
+        alice
+            .call(
+                "get_ticket",
+                vec![
+                    s(&slice_cred),
+                    s("planetlab.us.pl.s1"),
+                    Value::Struct(Struct::new().with("ignored", 1)),
+                    s(node_hrn.as_str()),
+                ],
+            )
+            .await
+            .unwrap(),
+    );
+    let t = v.verify_ticket_str(&ticket, Some(&node_hrn)).unwrap();
+    assert_eq!(t.caller().hrn().as_str(), "planetlab.us.pl.alice");
+    assert_eq!(t.object().hrn().as_str(), "planetlab.us.pl.s1");
+    assert_eq!(t.ticket().target(), Some(&node_hrn));
+    assert!(!t.ticket().delegate());
+    assert_eq!(
+        t.ticket().certificate().public_key(),
+        &slice_key.public_key(),
+        "a ticket's key is the slice's (2008 §1.5)"
+    );
+    assert_eq!(t.ticket().certificate().issuer(), "planetlab.us.pl");
+    let expires = t.ticket().certificate().validity().not_after;
+    assert!(
+        (before + 86_400 - 5..=before + 86_400 + 60).contains(&expires),
+        "{expires}"
+    );
+    let a = t.ticket().attributes();
+    assert_eq!(a.get("name"), Some(&s("pl_s1")));
+    assert_eq!(a.get("keys"), Some(&Value::Array(vec![s(&plc.alice.ssh)])));
+    assert_eq!(a.get("instantiation"), Some(&s("delegated")));
+    assert_eq!(a.get("vref"), Some(&s("default")));
+    assert_eq!(a.get("initscript"), Some(&s(SCRIPT)));
+    assert!(matches!(a.get("slice_id"), Some(Value::Int(id)) if *id > 0));
+    match a.get("timestamp") {
+        Some(Value::Double(ts)) => {
+            assert!((*ts - before as f64).abs() < 60.0, "{ts}");
+        }
+        other => panic!("timestamp must be a double, got {other:?}"),
+    }
+    let r = t.ticket().rspec();
+    assert_eq!(
+        r.get("cpu_share"),
+        Some(&s("16")),
+        "the node's own row wins"
+    );
+    assert_eq!(r.get("disk_max"), Some(&s("100000")));
+    assert!(r.get("initscript").is_none());
+    // Anywhere else it is refused.
+    let elsewhere: Hrn = "planetlab.us.pl.node2".parse().unwrap();
+    assert!(matches!(
+        v.verify_ticket_str(&ticket, Some(&elsewhere)),
+        Err(TrustError::Verify(VerifyError::WrongNode { .. }))
+    ));
+
+    // 7. Redeemed on a real node: a sliver credential back, and the sliver listed.
+    let node_gid = plc.gid_of(node_hrn.as_str()).await;
+    assert_eq!(node_gid.public_key(), &node_key.public_key());
+    let node = start_node(&plc, &node_key, node_gid);
+    let alice_gid = plc.gid_of(&plc.alice.hrn).await;
+    let at_node = node_client(&node, &plc.alice.key, &alice_gid);
+    let sliver_cred = text(
+        at_node
+            .call("redeem_ticket", vec![s(&ticket)])
+            .await
+            .unwrap(),
+    );
+    let sc = v.verify_credential_str(&sliver_cred).unwrap();
+    assert_eq!(
+        sc.object().hrn().as_str(),
+        "planetlab.us.pl.node1_pl_example.pl_s1"
+    );
+    let listed = at_node
+        .call("list_slices", vec![s(&slice_cred)])
+        .await
+        .unwrap();
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].as_struct().unwrap().get("name"), Some(&s("pl_s1")));
+    drop(node);
+    plc.finish().await;
+}
+
+async fn every_method(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let v = verifier(&plc);
+    let alice = plc.client(&plc.alice).await;
+    let (user_cred, sa_cred) = alice_credentials(&plc, &alice).await;
+
+    // noop echoes after checking the credential.
+    let echoed = alice
+        .call(
+            "noop",
+            vec![s(&user_cred), Value::Struct(Struct::new().with("x", 7))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(echoed, Value::Struct(Struct::new().with("x", 7)));
+
+    // get_gid: the sa and ma records of a site share the authority's own GID.
+    let gids = alice
+        .call("get_gid", vec![s("planetlab.us.pl")])
+        .await
+        .unwrap();
+    let gids = gids.as_array().unwrap();
+    assert_eq!(gids.len(), 2);
+    assert_eq!(gids[0], gids[1]);
+    let site_gid = v.verify_gid_str(gids[0].as_str().unwrap()).unwrap();
+    assert_eq!(site_gid.hrn().as_str(), "planetlab.us.pl");
+
+    // resolve: alice (a PI) sees the sa record, filled; not the ma (she is no tech or admin).
+    let found = alice
+        .call("resolve", vec![s(&user_cred), s("planetlab.us.pl")])
+        .await
+        .unwrap();
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 1);
+    let sa = found[0].as_struct().unwrap();
+    assert_eq!(sa.get("type"), Some(&s("sa")));
+    let pl_info = sa.get("pl_info").unwrap().as_struct().unwrap();
+    assert_eq!(pl_info.get("login_base"), Some(&s("pl")));
+    assert_eq!(
+        sa.get("geni_info").unwrap().as_struct().unwrap().get("pi"),
+        Some(&Value::Array(vec![s("planetlab.us.pl.alice")]))
+    );
+    // With the sa credential both show.
+    let both = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl")])
+        .await
+        .unwrap();
+    assert_eq!(both.as_array().unwrap().len(), 2);
+
+    // create_gid with a given uuid; register a user with it; the user gets their own
+    // credential; update changes PLC fields and geni_info; remove takes it away.
+    let carol = user("carol@pl.example", "planetlab.us.pl.carol");
+    let carol_gid = text(
+        alice
+            .call(
+                "create_gid",
+                vec![
+                    s(&sa_cred),
+                    s(&carol.hrn),
+                    s("123456789012345678901234567890"),
+                    pem(&carol.key),
+                ],
+            )
+            .await
+            .unwrap(),
+    );
+    let parsed = Gid::parse(&carol_gid).unwrap();
+    assert_eq!(parsed.uuid(), Some("123456789012345678901234567890"));
+    let info = Struct::new().with("email", carol.email.as_str());
+    alice
+        .call(
+            "register",
+            vec![s(&sa_cred), record(&carol.hrn, "user", &carol_gid, info)],
+        )
+        .await
+        .unwrap();
+    let carol_cred = plc.self_credential(&carol).await;
+    assert_eq!(
+        v.verify_credential_str(&carol_cred)
+            .unwrap()
+            .object()
+            .hrn()
+            .as_str(),
+        carol.hrn
+    );
+    let upd = Value::Struct(
+        Struct::new()
+            .with("name", carol.hrn.as_str())
+            .with("type", "user")
+            .with(
+                "pl_info",
+                Struct::new()
+                    .with("phone", "555-0100")
+                    .with("person_id", 999),
+            )
+            .with(
+                "geni_info",
+                Struct::new().with("email", "carol@new.example"),
+            ),
+    );
+    assert_eq!(
+        alice.call("update", vec![s(&sa_cred), upd]).await.unwrap(),
+        Value::Nil
+    );
+    let r = alice
+        .call("resolve", vec![s(&sa_cred), s(&carol.hrn)])
+        .await
+        .unwrap();
+    let r = r.as_array().unwrap()[0].as_struct().unwrap().clone();
+    assert_eq!(
+        r.get("geni_info")
+            .unwrap()
+            .as_struct()
+            .unwrap()
+            .get("email"),
+        Some(&s("carol@new.example"))
+    );
+    let pl = r.get("pl_info").unwrap().as_struct().unwrap();
+    assert_eq!(pl.get("phone"), Some(&s("555-0100")));
+    assert_ne!(pl.get("person_id"), Some(&Value::Int(999)));
+    assert_eq!(r.get("gid"), Some(&s(&carol_gid)));
+
+    // A slice; list shows what is under the site.
+    let slice_key = Keypair::generate(2048).unwrap();
+    register_slice(&alice, &sa_cred, "planetlab.us.pl.s2", &slice_key, &[]).await;
+    // update adds a researcher.
+    let upd = Value::Struct(
+        Struct::new()
+            .with("name", "planetlab.us.pl.s2")
+            .with("type", "slice")
+            .with(
+                "geni_info",
+                Struct::new().with("researcher", Value::Array(vec![s(&plc.bob.hrn)])),
+            ),
+    );
+    alice.call("update", vec![s(&sa_cred), upd]).await.unwrap();
+    let listed = alice.call("list", vec![s(&sa_cred)]).await.unwrap();
+    let names: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let r = r.as_struct().unwrap();
+            (
+                text(r.get("name").unwrap().clone()),
+                text(r.get("type").unwrap().clone()),
+            )
+        })
+        .collect();
+    let expect = |n: &str, t: &str| (n.to_owned(), t.to_owned());
+    assert_eq!(
+        names,
+        [
+            expect("planetlab.us.pl.alice", "user"),
+            expect("planetlab.us.pl.bob", "user"),
+            expect("planetlab.us.pl.carol", "user"),
+            expect("planetlab.us.pl.s2", "slice"),
+        ]
+    );
+    let s2 = listed.as_array().unwrap()[3].as_struct().unwrap();
+    assert_eq!(
+        s2.get("geni_info")
+            .unwrap()
+            .as_struct()
+            .unwrap()
+            .get("researcher"),
+        Some(&Value::Array(vec![s(&plc.bob.hrn)]))
+    );
+    // list(cred, hrn) of the interface authority needs a credential over it.
+    let (code, msg) = fault_code(
+        alice
+            .call("list", vec![s(&sa_cred), s("planetlab.us")])
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+
+    // A node record needs geni_info.dns.
+    let node_key = Keypair::generate(2048).unwrap();
+    let node_gid = text(
+        alice
+            .call(
+                "create_gid",
+                vec![
+                    s(&sa_cred),
+                    s("planetlab.us.pl.n2"),
+                    Value::Nil,
+                    pem(&node_key),
+                ],
+            )
+            .await
+            .unwrap(),
+    );
+    alice
+        .call(
+            "register",
+            vec![
+                s(&sa_cred),
+                record(
+                    "planetlab.us.pl.n2",
+                    "node",
+                    &node_gid,
+                    Struct::new().with("dns", "n2.pl.example"),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let n2 = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl.n2")])
+        .await
+        .unwrap();
+    assert_eq!(
+        n2.as_array().unwrap()[0]
+            .as_struct()
+            .unwrap()
+            .get("geni_info")
+            .unwrap()
+            .as_struct()
+            .unwrap()
+            .get("dns"),
+        Some(&s("n2.pl.example"))
+    );
+
+    // A sub-authority: its sa record holds its own GID (2008 stored its parent's); the ma
+    // shares its site.
+    let lab = text(
+        alice
+            .call(
+                "register",
+                vec![
+                    s(&sa_cred),
+                    record("planetlab.us.pl.lab", "sa", "", Struct::new()),
+                ],
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        v.verify_gid_str(&lab).unwrap().hrn().as_str(),
+        "planetlab.us.pl.lab"
+    );
+    alice
+        .call(
+            "register",
+            vec![
+                s(&sa_cred),
+                record("planetlab.us.pl.lab", "ma", "", Struct::new()),
+            ],
+        )
+        .await
+        .unwrap();
+    let lab_records = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl.lab")])
+        .await
+        .unwrap();
+    let pointers: Vec<&Value> = lab_records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_struct().unwrap().get("pointer").unwrap())
+        .collect();
+    assert_eq!(pointers.len(), 2);
+    assert_eq!(pointers[0], pointers[1]);
+
+    // remove, in both the 2008 and the 2009 form; then it is gone.
+    assert_eq!(
+        alice
+            .call("remove", vec![s(&sa_cred), s("user"), s(&carol.hrn)])
+            .await
+            .unwrap(),
+        Value::Bool(true)
+    );
+    alice
+        .call(
+            "remove",
+            vec![
+                s(&sa_cred),
+                record("planetlab.us.pl.n2", "node", "", Struct::new()),
+            ],
+        )
+        .await
+        .unwrap();
+    for gone in [carol.hrn.as_str(), "planetlab.us.pl.n2"] {
+        let (code, msg) = fault_code(alice.call("get_gid", vec![s(gone)]).await);
+        assert_eq!(code, 105, "{msg}");
+    }
+
+    // An expired slice gets no ticket.
+    plc.ok(&["slice", "add", "pl_old", "--expires-days", "0"]);
+    let old_cred = text(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&sa_cred), s("slice"), s("planetlab.us.pl.old")],
+            )
+            .await
+            .unwrap(),
+    );
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "get_ticket",
+                vec![
+                    s(&old_cred),
+                    s("planetlab.us.pl.old"),
+                    Value::Struct(Struct::new()),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 107, "{msg}");
+    assert!(msg.contains("expired"), "{msg}");
+    plc.finish().await;
+}
+
+async fn rejects_a_caller_without_the_right(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let bob = plc.client(&plc.bob).await;
+    let bob_cred = plc.self_credential(&plc.bob).await;
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let key = Keypair::generate(2048).unwrap();
+    register_slice(
+        &alice,
+        &sa_cred,
+        "planetlab.us.pl.s1",
+        &key,
+        &[&plc.bob.hrn],
+    )
+    .await;
+
+    // A user credential (refresh, resolve, info) may not register or get tickets.
+    let (code, msg) = fault_code(
+        bob.call(
+            "register",
+            vec![
+                s(&bob_cred),
+                record("planetlab.us.pl.bob.x", "slice", "", Struct::new()),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(code, 103, "{msg}");
+    assert!(msg.contains("register"), "{msg}");
+    let (code, msg) = fault_code(
+        bob.call(
+            "get_ticket",
+            vec![
+                s(&bob_cred),
+                s("planetlab.us.pl.s1"),
+                Value::Struct(Struct::new()),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(code, 103, "{msg}");
+    // A slice credential (embed, bind, control, info) may not remove its slice.
+    let slice_cred = text(
+        bob.call(
+            "get_credential",
+            vec![s(&bob_cred), s("slice"), s("planetlab.us.pl.s1")],
+        )
+        .await
+        .unwrap(),
+    );
+    let (code, msg) = fault_code(
+        bob.call(
+            "remove",
+            vec![s(&slice_cred), s("slice"), s("planetlab.us.pl.s1")],
+        )
+        .await,
+    );
+    assert_eq!(code, 103, "{msg}");
+    // Nothing changed: the slice is still there and still gets a ticket.
+    bob.call(
+        "get_ticket",
+        vec![
+            s(&slice_cred),
+            s("planetlab.us.pl.s1"),
+            Value::Struct(Struct::new()),
+        ],
+    )
+    .await
+    .unwrap();
+    plc.finish().await;
+}
+
+async fn rejects_a_credential_for_an_object_outside_the_callers_authority(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (user_cred, sa_cred) = alice_credentials(&plc, &alice).await;
+    let bob = plc.client(&plc.bob).await;
+    let bob_cred = plc.self_credential(&plc.bob).await;
+    plc.ok(&["slice", "add", "other_x"]);
+    plc.ok(&["slice", "add", "pl_private"]);
+
+    let denied = |r: Result<Value, geni_rpc::RpcError>| {
+        let (code, msg) = fault_code(r);
+        assert_eq!(code, 104, "{msg}");
+    };
+    // 2008 gave anyone with `resolve` any credential; bob is no PI of pl.
+    denied(
+        bob.call(
+            "get_credential",
+            vec![s(&bob_cred), s("sa"), s("planetlab.us.pl")],
+        )
+        .await,
+    );
+    // Alice's authority is pl, not other.
+    denied(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&user_cred), s("sa"), s("planetlab.us.other")],
+            )
+            .await,
+    );
+    denied(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&sa_cred), s("slice"), s("planetlab.us.other.x")],
+            )
+            .await,
+    );
+    // A user credential reaches only slices the user is a researcher of, and other users not.
+    denied(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&user_cred), s("slice"), s("planetlab.us.pl.private")],
+            )
+            .await,
+    );
+    denied(
+        bob.call(
+            "get_credential",
+            vec![s(&bob_cred), s("user"), s(&plc.alice.hrn)],
+        )
+        .await,
+    );
+    // resolve checks the same.
+    denied(
+        bob.call("resolve", vec![s(&bob_cred), s("planetlab.us.pl.private")])
+            .await,
+    );
+    denied(
+        alice
+            .call("resolve", vec![s(&sa_cred), s("planetlab.us.other")])
+            .await,
+    );
+    // With the site's authority it works.
+    alice
+        .call(
+            "get_credential",
+            vec![s(&sa_cred), s("slice"), s("planetlab.us.pl.private")],
+        )
+        .await
+        .unwrap();
+    plc.finish().await;
+}
+
+async fn rejects_register_under_a_foreign_authority(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let key = Keypair::generate(2048).unwrap();
+    // A GID for a name under another site cannot even be made with pl's credential…
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "create_gid",
+                vec![
+                    s(&sa_cred),
+                    s("planetlab.us.other.x"),
+                    Value::Nil,
+                    pem(&key),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+    // …nor registered, with any GID.
+    let own = text(
+        alice
+            .call(
+                "create_gid",
+                vec![s(&sa_cred), s("planetlab.us.pl.x"), Value::Nil, pem(&key)],
+            )
+            .await
+            .unwrap(),
+    );
+    for name in ["planetlab.us.other.x", "planetlab.eu.pl.x"] {
+        let (code, msg) = fault_code(
+            alice
+                .call(
+                    "register",
+                    vec![s(&sa_cred), record(name, "slice", &own, Struct::new())],
+                )
+                .await,
+        );
+        assert_eq!(code, 104, "{name}: {msg}");
+    }
+    // An authority under another site neither.
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "register",
+                vec![
+                    s(&sa_cred),
+                    record("planetlab.us.other.lab", "sa", "", Struct::new()),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+    assert!(
+        !plc.state()
+            .join("authorities/planetlab/us/other/lab")
+            .exists()
+    );
+    // A GID for one name does not register another.
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "register",
+                vec![
+                    s(&sa_cred),
+                    record("planetlab.us.pl.y", "slice", &own, Struct::new()),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, -32602, "{msg}");
+    assert!(msg.contains("planetlab.us.pl.x"), "{msg}");
+    for name in ["planetlab.us.other.x", "planetlab.us.pl.y"] {
+        let (code, _) = fault_code(alice.call("get_gid", vec![s(name)]).await);
+        assert_eq!(code, 105);
+    }
+    plc.finish().await;
+}
+
+async fn rejects_a_duplicate_record(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let key = Keypair::generate(2048).unwrap();
+    let gid = register_slice(&alice, &sa_cred, "planetlab.us.pl.s1", &key, &[]).await;
+    let before = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl.s1")])
+        .await
+        .unwrap();
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "register",
+                vec![
+                    s(&sa_cred),
+                    record("planetlab.us.pl.s1", "slice", &gid, Struct::new()),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 106, "{msg}");
+    assert!(msg.contains("planetlab.us.pl.s1"), "{msg}");
+    // A second user record for alice, even with another e-mail: no second PLC person either.
+    let alice_gid = plc
+        .gid_of(&plc.alice.hrn)
+        .await
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "register",
+                vec![
+                    s(&sa_cred),
+                    record(
+                        &plc.alice.hrn,
+                        "user",
+                        &alice_gid,
+                        Struct::new().with("email", "alice2@pl.example"),
+                    ),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 106, "{msg}");
+    let site = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl")])
+        .await
+        .unwrap();
+    let pl_info = site.as_array().unwrap()[0]
+        .as_struct()
+        .unwrap()
+        .get("pl_info")
+        .unwrap()
+        .as_struct()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        pl_info.get("person_ids").unwrap().as_array().unwrap().len(),
+        2
+    );
+    // The record and its PLC slice are as they were.
+    let after = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl.s1")])
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    plc.finish().await;
+}
+
+async fn rejects_malformed_record_dicts(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let key = Keypair::generate(2048).unwrap();
+    let gid = text(
+        alice
+            .call(
+                "create_gid",
+                vec![s(&sa_cred), s("planetlab.us.pl.m"), Value::Nil, pem(&key)],
+            )
+            .await
+            .unwrap(),
+    );
+    let base = Struct::new()
+        .with("name", "planetlab.us.pl.m")
+        .with("type", "slice")
+        .with("gid", gid.as_str());
+    let cases: Vec<(Value, i32, &str)> = vec![
+        (s("planetlab.us.pl.m"), -32602, "must be a struct"),
+        (
+            Value::Struct(Struct::new().with("type", "slice")),
+            -32602,
+            "no name",
+        ),
+        (
+            Value::Struct(base.clone().with("type", "component_manager")),
+            -32602,
+            "component_manager",
+        ),
+        (
+            Value::Struct(base.clone().with("name", "a..b")),
+            -32602,
+            "record name",
+        ),
+        (
+            Value::Struct(base.clone().with("gid", 42)),
+            -32602,
+            "gid must be a string",
+        ),
+        (
+            Value::Struct(base.clone().with("geni_info", "researchers")),
+            -32602,
+            "geni_info",
+        ),
+        (
+            Value::Struct(base.clone().with(
+                "geni_info",
+                Struct::new().with(
+                    "researcher",
+                    Value::Array(vec![s("planetlab.us.pl.nobody")]),
+                ),
+            )),
+            -32602,
+            "no user record",
+        ),
+        (
+            Value::Struct(base.clone().with("gid", "not a certificate")),
+            100,
+            "",
+        ),
+        (
+            Value::Struct(
+                Struct::new()
+                    .with("name", "planetlab.us.pl.m")
+                    .with("type", "user"),
+            ),
+            -32602,
+            "needs its gid",
+        ),
+        (
+            Value::Struct(
+                Struct::new()
+                    .with("name", "planetlab.us.pl.m")
+                    .with("type", "user")
+                    .with("gid", gid.as_str()),
+            ),
+            -32602,
+            "",
+        ),
+    ];
+    for (dict, want, words) in cases {
+        let (code, msg) = fault_code(
+            alice
+                .call("register", vec![s(&sa_cred), dict.clone()])
+                .await,
+        );
+        assert_eq!(code, want, "{dict:?}: {msg}");
+        assert!(msg.contains(words), "{dict:?}: {msg:?} lacks {words:?}");
+    }
+    // Nothing of it was stored, in the registry or in PLC.
+    let (code, _) = fault_code(alice.call("get_gid", vec![s("planetlab.us.pl.m")]).await);
+    assert_eq!(code, 105);
+    let site = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl")])
+        .await
+        .unwrap();
+    let pl_info = site.as_array().unwrap()[0]
+        .as_struct()
+        .unwrap()
+        .get("pl_info")
+        .unwrap()
+        .as_struct()
+        .unwrap()
+        .clone();
+    assert_eq!(pl_info.get("slice_ids"), Some(&Value::Array(vec![])));
+    assert_eq!(
+        pl_info.get("person_ids").unwrap().as_array().unwrap().len(),
+        2,
+        "only alice and bob"
+    );
+    plc.finish().await;
+}
+
+async fn stores_sql_metacharacters_verbatim(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let name = "planetlab.us.pl.o'hara\");DROP_TABLE_registry_records;--";
+    let email = "o'hara\";DELETE_FROM_plc_persons;--@pl.example";
+    let mallory = user(email, name);
+    let gid = text(
+        alice
+            .call(
+                "create_gid",
+                vec![s(&sa_cred), s(name), Value::Nil, pem(&mallory.key)],
+            )
+            .await
+            .unwrap(),
+    );
+    alice
+        .call(
+            "register",
+            vec![
+                s(&sa_cred),
+                record(name, "user", &gid, Struct::new().with("email", email)),
+            ],
+        )
+        .await
+        .unwrap();
+    let r = alice
+        .call("resolve", vec![s(&sa_cred), s(name)])
+        .await
+        .unwrap();
+    let r = r.as_array().unwrap()[0].as_struct().unwrap();
+    assert_eq!(r.get("name"), Some(&s(name)));
+    assert_eq!(r.get("gid"), Some(&s(&gid)));
+    let info = r.get("geni_info").unwrap().as_struct().unwrap();
+    assert_eq!(info.get("email"), Some(&s(email)));
+    let pl_info = r.get("pl_info").unwrap().as_struct().unwrap();
+    assert_eq!(pl_info.get("last_name"), Some(&s(name)));
+    // Nothing was executed: every other record and PLC row is still there.
+    let listed = alice.call("list", vec![s(&sa_cred)]).await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    plc.self_credential(&plc.bob).await;
+    // Pattern characters are not patterns either.
+    for pattern in [
+        "planetlab.us.pl.%",
+        "planetlab.us.pl._lice",
+        "planetlab.us.pl.*",
+    ] {
+        let (code, msg) = fault_code(alice.call("get_gid", vec![s(pattern)]).await);
+        assert_eq!(code, 105, "{pattern}: {msg}");
+    }
+    // The user can log in with the odd name.
+    let cred = plc.self_credential(&mallory).await;
+    assert!(!cred.is_empty());
+    plc.finish().await;
+}
+
+async fn unknown_records_are_not_found(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (user_cred, sa_cred) = alice_credentials(&plc, &alice).await;
+    let missing = "planetlab.us.pl.nothing";
+    let calls: Vec<(&str, Vec<Value>)> = vec![
+        ("get_gid", vec![s(missing)]),
+        ("resolve", vec![s(&sa_cred), s(missing)]),
+        ("get_self_credential", vec![s("user"), s(missing)]),
+        ("get_credential", vec![s(&sa_cred), s("slice"), s(missing)]),
+        ("get_credential", vec![Value::Nil, s("user"), s(missing)]),
+        ("remove", vec![s(&sa_cred), s("slice"), s(missing)]),
+        (
+            "update",
+            vec![
+                s(&sa_cred),
+                Value::Struct(Struct::new().with("name", missing).with("type", "user")),
+            ],
+        ),
+        (
+            "get_ticket",
+            vec![s(&sa_cred), s(missing), Value::Struct(Struct::new())],
+        ),
+    ];
+    for (method, params) in calls {
+        let (code, msg) = fault_code(alice.call(method, params).await);
+        assert_eq!(code, 105, "{method}: {msg}");
+        assert!(
+            msg.contains(missing) && msg.contains("not found"),
+            "{method}: {msg}"
+        );
+    }
+    // The type matters: alice has a user record, not a slice record.
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&user_cred), s("slice"), s(&plc.alice.hrn)],
+            )
+            .await,
+    );
+    assert_eq!(code, 105, "{msg}");
+    assert!(msg.contains("slice record"), "{msg}");
+    plc.finish().await;
+}
+
+async fn rejects_a_tls_key_that_is_not_the_callers(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let bob = plc.client(&plc.bob).await;
+    // A self-credential only for the holder of the record's key.
+    let (code, msg) = fault_code(
+        bob.call("get_self_credential", vec![s("user"), s(&plc.alice.hrn)])
+            .await,
+    );
+    assert_eq!(code, 102, "{msg}");
+    // A credential presented by someone else.
+    let alice_cred = plc.self_credential(&plc.alice).await;
+    let (code, msg) = fault_code(
+        bob.call("resolve", vec![s(&alice_cred), s(&plc.alice.hrn)])
+            .await,
+    );
+    assert_eq!(code, 102, "{msg}");
+    assert!(msg.contains("planetlab.us.pl.alice"), "{msg}");
+    let (code, msg) = fault_code(bob.call("noop", vec![s(&alice_cred), s("x")]).await);
+    assert_eq!(code, 102, "{msg}");
+    plc.finish().await;
+}
+
+// === the command line (SQLite only: these test the tool, not the database) ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nuke_asks_first_and_init_is_idempotent() {
+    let Some(mut plc) = Plc::new(Db::Sqlite).await else {
+        return;
+    };
+    plc.stop();
+    // Again: nothing changes, the root export stays.
+    let out = plc.ok(&["init"]);
+    assert!(out.contains("already exists"), "{out}");
+    // A duplicate site is refused and changes nothing.
+    let out = plc.admin(&["site", "add", "pl"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+
+    let out = plc.admin_with_stdin(&["nuke"], "no\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was deleted"));
+    let out = plc.admin_with_stdin(&["nuke"], "");
+    assert!(!out.status.success(), "end of input is not a yes");
+    plc.start();
+    plc.gid_of(&plc.alice.hrn).await;
+    plc.stop();
+
+    let out = plc.admin_with_stdin(&["nuke"], "yes\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted 8 registry records"));
+    // PLC's data stays: the site can be registered again only as an authority record.
+    let out = plc.admin(&["site", "add", "pl"]);
+    assert!(!out.status.success(), "the PLC site pl is still there");
+    let out = plc.admin(&["nuke", "--yes", "--plc"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plc.ok(&["site", "add", "pl"]);
+    plc.finish().await;
+}
+
+#[test]
+fn help_lists_the_subcommands_and_plcapi_is_not_built_here() {
+    let out = Command::new(BIN).args(["plc", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "serve",
+        "init",
+        "site",
+        "person",
+        "slice",
+        "node",
+        "initscript",
+        "nuke",
+    ] {
+        assert!(help.contains(word), "{word} missing from {help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new(BIN)
+        .args(["plc", "init", "--state-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("trusted_roots/planetlab.gid").is_file());
+    assert!(dir.path().join("plc.db").is_file());
+    let out = Command::new(BIN)
+        .args([
+            "plc",
+            "--backend",
+            "plcapi",
+            "site",
+            "add",
+            "pl",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not built in this branch"), "{err}");
+    // Unknown configuration keys are errors.
+    std::fs::write(dir.path().join("bad.toml"), "[plc]\nlisten_on = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["plc", "init", "--config"])
+        .arg(dir.path().join("bad.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_on"));
+}
