@@ -246,9 +246,18 @@ pub(crate) async fn import(
 ) -> anyhow::Result<Report> {
     let level1 = &options.level1;
     progress.note("reading PLC");
+    let started = Instant::now();
     let snapshot = fetch(plc)
         .await
         .map_err(|e| anyhow::anyhow!("reading PLC: {e}"))?;
+    tracing::info!(
+        sites = snapshot.sites.len(),
+        persons = snapshot.persons.len(),
+        slices = snapshot.slices.len(),
+        nodes = snapshot.nodes.len(),
+        took = ?started.elapsed(),
+        "Read PLC"
+    );
     progress.note("reading the registry");
     let records = sink.existing().await.context("reading the registry")?;
     let authorities = plan::candidate_authorities(&snapshot, level1)
@@ -284,13 +293,20 @@ pub(crate) async fn import(
     let new_records = {
         let (h, progress, unowned) = (h.clone(), progress.clone(), options.unowned_keys);
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             materialize::create_authorities(&h, &authorities, &progress)
                 .context("creating authorities")?;
-            materialize::make_gids(&h, &records, unowned, &progress).context("creating GIDs")
+            tracing::info!(authorities = authorities.len(), took = ?started.elapsed(), "Created authorities");
+            let started = Instant::now();
+            let made = materialize::make_gids(&h, &records, unowned, &progress)
+                .context("creating GIDs")?;
+            tracing::info!(gids = made.len(), took = ?started.elapsed(), "Created GIDs");
+            Ok::<_, anyhow::Error>(made)
         })
         .await
         .context("the GID workers stopped")??
     };
+    let started = Instant::now();
     for (n, batch) in new_records.chunks(INSERT_BATCH).enumerate() {
         sink.insert(batch).await.context("storing records")?;
         progress.step(
@@ -299,6 +315,7 @@ pub(crate) async fn import(
             new_records.len(),
         );
     }
+    tracing::info!(records = new_records.len(), took = ?started.elapsed(), "Stored records");
     let root = std::iter::successors(Some(level1.clone()), Hrn::authority)
         .last()
         .unwrap_or_else(|| level1.clone());

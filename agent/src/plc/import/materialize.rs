@@ -14,10 +14,11 @@
 //! generation per record (about 27 minutes of CPU for a PlanetLab-sized import).
 //! [`UnownedKeys::PerRecord`] makes one per record, as 2008 did.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use geni_trust::{Gid, Hierarchy, Hrn, Keypair, RecordType, TrustError};
+use geni_trust::{AuthorityInfo, Gid, Hierarchy, Hrn, Keypair, RecordType, TrustError};
 
 use super::Progress;
 use super::plan::{KeySource, PlannedRecord};
@@ -77,15 +78,46 @@ pub(crate) fn make_gids(
         }
         _ => None,
     };
+    // Each authority's key and GID are read once, not once per record under it.
+    let mut authorities: HashMap<Hrn, AuthorityInfo> = HashMap::new();
+    for r in records {
+        let signer = match r.key {
+            KeySource::Authority => r.hrn.clone(),
+            _ => r.hrn.authority().unwrap_or_else(|| r.hrn.clone()),
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = authorities.entry(signer) {
+            let info = h.authority(slot.key())?;
+            slot.insert(info);
+        }
+    }
+    let authority_of = |hrn: &Hrn| -> Result<&AuthorityInfo, TrustError> {
+        let above = hrn.authority().unwrap_or_else(|| hrn.clone());
+        authorities
+            .get(&above)
+            .ok_or_else(|| TrustError::MissingAuthority {
+                hrn: above.to_string(),
+                dir: h.base().to_owned(),
+            })
+    };
     let done = AtomicUsize::new(0);
     parallel(records, |r| {
         let gid = match (&r.key, &shared) {
-            (KeySource::Authority, _) => h.authority(&r.hrn)?.gid,
-            (KeySource::Ssh { key, .. }, _) => h.create_gid(&r.hrn, None, key)?,
-            (KeySource::Unowned, Some(key)) => h.create_gid(&r.hrn, None, key)?,
+            (KeySource::Authority, _) => authorities
+                .get(&r.hrn)
+                .map(|a| a.gid.clone())
+                .ok_or_else(|| TrustError::MissingAuthority {
+                    hrn: r.hrn.to_string(),
+                    dir: h.base().to_owned(),
+                })?,
+            (KeySource::Ssh { key, .. }, _) => {
+                h.create_gid_by(authority_of(&r.hrn)?, &r.hrn, None, key)?
+            }
+            (KeySource::Unowned, Some(key)) => {
+                h.create_gid_by(authority_of(&r.hrn)?, &r.hrn, None, key)?
+            }
             (KeySource::Unowned, None) => {
                 let key = Keypair::generate(Keypair::DEFAULT_BITS)?;
-                h.create_gid(&r.hrn, None, &key.public_key())?
+                h.create_gid_by(authority_of(&r.hrn)?, &r.hrn, None, &key.public_key())?
             }
         };
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
