@@ -52,7 +52,9 @@ pub(crate) fn create_authorities(
     by_depth.sort_by_key(|a| a.depth());
     let done = AtomicUsize::new(0);
     for level in by_depth.chunk_by(|a, b| a.depth() == b.depth()) {
-        parallel(level, |hrn| {
+        // Two workers per core: each authority also waits on half a dozen fsyncs (its key,
+        // GID and dbinfo, and their directories), during which another can generate a key.
+        parallel(level, 2, |hrn| {
             // An authority made by a run that stopped before its records is reused.
             if !h.exists(hrn) {
                 h.create_authority(hrn, false)?;
@@ -100,7 +102,7 @@ pub(crate) fn make_gids(
             })
     };
     let done = AtomicUsize::new(0);
-    parallel(records, |r| {
+    parallel(records, 1, |r| {
         let gid = match (&r.key, &shared) {
             (KeySource::Authority, _) => authorities
                 .get(&r.hrn)
@@ -131,13 +133,16 @@ pub(crate) fn make_gids(
     })
 }
 
-/// `f` over `items` on every core, results in order; the first error stops the others.
+/// `f` over `items` on `per_core` threads per core, results in order; the first error stops the
+/// others.
 fn parallel<T: Sync, R: Send>(
     items: &[T],
+    per_core: usize,
     f: impl Fn(&T) -> Result<R, TrustError> + Sync,
 ) -> anyhow::Result<Vec<R>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
+        .saturating_mul(per_core)
         .min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
