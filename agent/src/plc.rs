@@ -174,10 +174,12 @@ impl<B: PlcBackend> Registry<B> {
         record: &StoredRecord,
     ) -> Result<Value, RpcError> {
         let object = parse_stored_gid(record)?;
-        let credential = self
-            .authorities
-            .issue_credential(caller, &object, record.kind, self.credential_lifetime)
-            .await?;
+        let credential = self.authorities.issue_credential(
+            caller,
+            &object,
+            record.kind,
+            self.credential_lifetime,
+        )?;
         tracing::info!(
             caller = %caller.hrn(),
             object = %record.hrn,

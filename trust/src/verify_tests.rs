@@ -733,3 +733,58 @@ fn a_node_issues_sliver_credentials_under_its_node_credential() {
     ));
     let _ = &w.slice_key;
 }
+
+#[test]
+fn an_issuer_issues_what_the_hierarchy_issues_with_one_signature_each() {
+    let w = world();
+    let v = verifier();
+    let issuer = w.h.issuer(&hrn("planetlab.us.pl")).unwrap();
+    assert_eq!(issuer.hrn(), &hrn("planetlab.us.pl"));
+    let rights = RightList::for_record_type(RecordType::Slice);
+    let cached = issuer
+        .issue_credential(&w.alice, &w.slice, &rights, false, 30 * DAY)
+        .unwrap();
+    let fresh =
+        w.h.issue_credential(&w.alice, &w.slice, &rights, false, 30 * DAY)
+            .unwrap();
+    for c in [&cached, &fresh] {
+        let text = c.to_chain_string(ChainForm::Separator).unwrap();
+        let ok = v.verify_credential_str(&text).unwrap();
+        assert_eq!(ok.object().hrn(), &hrn("planetlab.us.pl.s1"));
+        assert_eq!(ok.privileges(), &rights);
+        assert_eq!(c.certificate().issuer(), "planetlab.us.pl");
+        assert_eq!(c.certificate().public_key(), &w.slice_key.public_key());
+        assert_eq!(c.parent().unwrap().subject(), "planetlab.us.pl");
+    }
+    // The parents are made once: two credentials share the same parent certificate.
+    let again = issuer
+        .issue_credential(&w.bob, &w.slice, &rights, false, DAY)
+        .unwrap();
+    assert_eq!(
+        again.parent().unwrap().certificate().der(),
+        cached.parent().unwrap().certificate().der()
+    );
+
+    let node = hrn("planetlab.us.pl.node1");
+    let attrs = Struct::new().with("name", "pl_s1");
+    let ticket = issuer
+        .issue_ticket(&w.alice, &w.slice, &attrs, &Struct::new(), Some(&node), DAY)
+        .unwrap();
+    let text = ticket.to_chain_string(ChainForm::Separator).unwrap();
+    let ok = v.verify_ticket_str(&text, Some(&node)).unwrap();
+    assert_eq!(ok.caller().hrn(), &hrn("planetlab.us.pl.alice"));
+    assert_eq!(ok.ticket().attributes(), &attrs);
+    assert_eq!(ticket.certificate().public_key(), &w.slice_key.public_key());
+
+    // Nothing outlives the cached parents, and only objects directly under it are issued.
+    let long = issuer
+        .issue_credential(&w.alice, &w.slice, &rights, false, 50 * 365 * DAY)
+        .unwrap();
+    assert!(long.certificate().validity().not_after <= issuer.expires());
+    let other = w.h.issuer(&hrn("planetlab.us")).unwrap();
+    assert!(
+        other
+            .issue_credential(&w.alice, &w.slice, &rights, false, DAY)
+            .is_err()
+    );
+}

@@ -152,6 +152,25 @@ pub(crate) trait PlcBackend: Send + Sync {
         &self,
         lookup: Lookup,
     ) -> impl Future<Output = PlcResult<Vec<InitScript>>> + Send;
+    /// The keys of the persons `person_ids` (what a ticket's `keys` carries). The default reads
+    /// the persons, then their keys; a backend that can ask by person directly should, because a
+    /// person row lists every slice the person is in and a ticket needs none of that.
+    fn get_keys_of_persons(
+        &self,
+        person_ids: Vec<i64>,
+    ) -> impl Future<Output = PlcResult<Vec<Key>>> + Send {
+        async move {
+            let persons = self.get_persons(Lookup::Ids(person_ids)).await?;
+            let key_ids: Vec<i64> = persons
+                .iter()
+                .flat_map(|p| p.key_ids.iter().copied())
+                .collect();
+            if key_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.get_keys(Lookup::Ids(key_ids)).await
+        }
+    }
 
     fn add_site(&self, fields: Struct) -> impl Future<Output = PlcResult<i64>> + Send;
     fn add_person(&self, fields: Struct) -> impl Future<Output = PlcResult<i64>> + Send;

@@ -294,6 +294,24 @@ impl PlcBackend for Embedded {
             .await
     }
 
+    async fn get_keys_of_persons(&self, person_ids: Vec<i64>) -> PlcResult<Vec<Key>> {
+        let mut keys = Vec::new();
+        for id in person_ids {
+            let rows = sqlx::query(concat!(
+                key_select!(),
+                "WHERE k.person_id = $1 ORDER BY k.key_id"
+            ))
+            .bind(id)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(unavailable)?;
+            for row in &rows {
+                keys.push(decode_key(row)?);
+            }
+        }
+        Ok(keys)
+    }
+
     async fn add_site(&self, fields: Struct) -> PlcResult<i64> {
         let mut f = Fields::new(fields, "AddSite");
         let login_base = f.required_str("login_base")?;

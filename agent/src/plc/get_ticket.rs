@@ -77,17 +77,14 @@ pub(super) fn call<B: PlcBackend + 'static>(
         let lifetime = registry.ticket_lifetime.min(data.expires - now);
         let slice_gid = parse_stored_gid(&slice)?;
         let caller = verified.caller().gid();
-        let ticket = registry
-            .authorities
-            .issue_ticket(
-                caller,
-                &slice_gid,
-                &data.attributes,
-                &data.rspec,
-                node.as_ref(),
-                lifetime,
-            )
-            .await?;
+        let ticket = registry.authorities.issue_ticket(
+            caller,
+            &slice_gid,
+            &data.attributes,
+            &data.rspec,
+            node.as_ref(),
+            lifetime,
+        )?;
         tracing::info!(
             caller = %caller.hrn(),
             slice = %name,
@@ -112,21 +109,10 @@ pub(crate) async fn ticket_data<B: PlcBackend>(
         .map_err(plc_fault)?
         .pop()
         .ok_or_else(|| RpcError::NotFound(format!("PLC slice {slice_id} of record {name}")))?;
-    let persons = plc
-        .get_persons(Lookup::Ids(slice.person_ids.clone()))
+    let keys = plc
+        .get_keys_of_persons(slice.person_ids.clone())
         .await
         .map_err(plc_fault)?;
-    let key_ids: Vec<i64> = persons
-        .iter()
-        .flat_map(|p| p.key_ids.iter().copied())
-        .collect();
-    let keys = if key_ids.is_empty() {
-        Vec::new()
-    } else {
-        plc.get_keys(Lookup::Ids(key_ids))
-            .await
-            .map_err(plc_fault)?
-    };
     let keys: Vec<Value> = keys
         .into_iter()
         .filter(|k| k.key_type == "ssh")

@@ -191,7 +191,11 @@ impl Plc {
             .arg(self.state())
             .arg("--database")
             .arg(&self.database)
-            .env("GENI_LOG", "warn")
+            // GENI_TEST_PLC_LOG=info shows each call with its server-side time.
+            .env(
+                "GENI_LOG",
+                std::env::var("GENI_TEST_PLC_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

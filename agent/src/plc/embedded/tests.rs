@@ -182,6 +182,10 @@ async fn rows_have_plcapi_shapes_and_lists() {
     assert_eq!(person[0].slice_ids, [s]);
     assert_eq!(person[0].site_ids, [pl]);
     let key = plc.get_keys(Lookup::Ids(vec![k])).await.unwrap().remove(0);
+    assert_eq!(
+        plc.get_keys_of_persons(vec![p, 999]).await.unwrap(),
+        std::slice::from_ref(&key)
+    );
     assert_eq!(key.key, "ssh-rsa AAAA alice@x");
     let attrs = plc.get_slice_attributes(s).await.unwrap();
     let rows: Vec<_> = attrs
