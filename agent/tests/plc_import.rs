@@ -20,6 +20,9 @@ use plcapi_double::{ADMIN_EMAIL, ADMIN_PASSWORD, Plc, PlcDouble, Scale};
 use support::BIN;
 use support::plc::{Db, admin_sql, database};
 
+/// The PLCAPI password comes from the environment, as an operator keeps it out of agent.toml.
+const PASSWORD_ENV: &str = "GENI_AGENT_PLC__PLCAPI__PASSWORD";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_twice_then_serve_on_sqlite() {
     import_twice_then_serve(Db::Sqlite).await;
@@ -42,6 +45,7 @@ async fn plc(dir: &Path, db_url: &str, args: &[&str]) -> Output {
         .arg("--database")
         .arg(db_url)
         .env("GENI_LOG", "warn")
+        .env(PASSWORD_ENV, ADMIN_PASSWORD)
         .stdin(Stdio::null());
     cmd.output().await.unwrap()
 }
@@ -100,7 +104,7 @@ async fn import_twice_then_serve(db: Db) {
         dir.path().join("agent.toml"),
         format!(
             "[plc]\nauthority = \"planetlab.us\"\nbackend = \"plcapi\"\n\
-             [plc.plcapi]\nurl = \"{}\"\nusername = \"{ADMIN_EMAIL}\"\npassword = \"{ADMIN_PASSWORD}\"\n\
+             [plc.plcapi]\nurl = \"{}\"\nusername = \"{ADMIN_EMAIL}\"\n\
              ca_file = \"{}\"\nids_per_call = 10\nmulticall_batch = 4\n\
              [plc.plcapi.retry]\nmax_attempts = 2\ninitial_backoff_ms = 50\n",
             double.url(),
@@ -202,6 +206,7 @@ fn serve(dir: &Path, db_url: &str) -> Child {
         .arg("--database")
         .arg(db_url)
         .env("GENI_LOG", "warn")
+        .env(PASSWORD_ENV, ADMIN_PASSWORD)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
