@@ -1293,7 +1293,7 @@ async fn nuke_asks_first_and_init_is_idempotent() {
 }
 
 #[test]
-fn help_init_and_what_the_command_line_refuses() {
+fn help_lists_the_subcommands_and_plcapi_needs_its_table() {
     let out = Command::new(bin()).args(["plc", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
@@ -1306,6 +1306,7 @@ fn help_init_and_what_the_command_line_refuses() {
         "node",
         "initscript",
         "nuke",
+        "import",
     ] {
         assert!(help.contains(word), "{word} missing from {help}");
     }
@@ -1341,11 +1342,10 @@ fn help_init_and_what_the_command_line_refuses() {
         .arg(&empty)
         .output()
         .unwrap();
-    // Without PLCAPI settings (and, before the plcapi backend is merged, at all) the plcapi
-    // backend is refused, saying so.
+    // Without PLCAPI settings the plcapi backend is refused, saying what is missing.
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("plcapi"), "{err}");
+    assert!(err.contains("needs a [plc.plcapi] table"), "{err}");
     // Unknown configuration keys are errors.
     std::fs::write(dir.path().join("bad.toml"), "[plc]\nlisten_on = \"x\"\n").unwrap();
     let out = Command::new(bin())

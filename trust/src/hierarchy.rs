@@ -191,8 +191,25 @@ impl Hierarchy {
         uuid: Option<&str>,
         key: &PublicKey,
     ) -> Result<Gid, TrustError> {
-        let auth_hrn = self.authority_of(hrn)?;
-        let auth = self.authority(&auth_hrn)?;
+        let auth = self.authority(&self.authority_of(hrn)?)?;
+        self.create_gid_by(&auth, hrn, uuid, key)
+    }
+
+    /// [`Hierarchy::create_gid`] with `hrn`'s authority already loaded, for issuing many GIDs
+    /// under one authority without reading its key and GID from disk for each (`plc import`).
+    pub fn create_gid_by(
+        &self,
+        auth: &AuthorityInfo,
+        hrn: &Hrn,
+        uuid: Option<&str>,
+        key: &PublicKey,
+    ) -> Result<Gid, TrustError> {
+        if self.authority_of(hrn)? != auth.hrn {
+            return Err(TrustError::InvalidHrn {
+                hrn: hrn.to_string(),
+                reason: "the authority given is not the one directly above it",
+            });
+        }
         let uuid = match uuid {
             Some(u) => u.to_owned(),
             None => new_uuid()?,
@@ -202,9 +219,9 @@ impl Hierarchy {
             hrn,
             &uuid,
             key,
-            auth_hrn.as_str(),
+            auth.hrn.as_str(),
             &auth.key,
-            Some(auth.gid),
+            Some(auth.gid.clone()),
             validity,
             self.mode,
         )
@@ -616,4 +633,36 @@ pub fn gid_under(
         validity,
         mode,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_gid_by_signs_with_the_loaded_authority_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hierarchy::new(dir.path());
+        let pl: Hrn = "planetlab.us.pl".parse().unwrap();
+        let auth = h.create_authority(&pl, true).unwrap();
+        let key = Keypair::generate(1024).unwrap().public_key();
+        let gid = h
+            .create_gid_by(&auth, &"planetlab.us.pl.alice".parse().unwrap(), None, &key)
+            .unwrap();
+        assert_eq!(gid.public_key(), &key);
+        assert_eq!(gid.certificate().issuer(), "planetlab.us.pl");
+        assert!(gid.certificate().is_signed_by(auth.gid.public_key()));
+        assert_eq!(gid.parent().map(Gid::hrn), Some(&pl));
+        // Not directly under it: refused, nothing signed.
+        for other in [
+            "planetlab.us.other.bob",
+            "planetlab.us.pl.x.y",
+            "planetlab.us",
+        ] {
+            let err = h
+                .create_gid_by(&auth, &other.parse().unwrap(), None, &key)
+                .unwrap_err();
+            assert_eq!(err.name(), "invalid_hrn", "{other}");
+        }
+    }
 }

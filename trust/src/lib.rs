@@ -19,6 +19,7 @@ mod gid;
 mod hierarchy;
 mod hrn;
 mod keys;
+mod openssh;
 mod py2dict;
 mod rights;
 mod roots;

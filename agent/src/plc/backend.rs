@@ -16,10 +16,6 @@ use geni_xmlrpc::Struct;
 /// `email` for persons, `name` for slices and initscripts, `hostname` for nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Lookup {
-    #[allow(
-        dead_code,
-        reason = "the registry looks rows up by id or name; plc import reads all"
-    )]
     All,
     Ids(Vec<i64>),
     Names(Vec<String>),
@@ -124,6 +120,17 @@ pub(crate) enum PlcError {
     Unavailable(String),
     /// PLCAPI answered with a value of the wrong shape (`what` names the method and field).
     Malformed { what: String },
+}
+
+impl std::fmt::Display for PlcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused { code, message } => write!(f, "PLC refused ({code}): {message}"),
+            Self::NotFound { what } => write!(f, "{what} is not in PLC"),
+            Self::Unavailable(why) => f.write_str(why),
+            Self::Malformed { what } => write!(f, "PLC answered a malformed value: {what}"),
+        }
+    }
 }
 
 pub(crate) type PlcResult<T> = Result<T, PlcError>;

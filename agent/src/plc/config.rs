@@ -14,6 +14,7 @@ use geni_trust::Hrn;
 use serde::Deserialize;
 
 use super::db::{self, DbKind};
+use super::plcapi::PlcApiSettings;
 use crate::node::config::LimitsSection;
 
 /// `[plc]`.
@@ -44,6 +45,8 @@ pub(crate) struct PlcSection {
     pub(crate) legacy_digests: bool,
     pub(crate) clock_skew_secs: i64,
     pub(crate) limits: LimitsSection,
+    /// `[plc.plcapi]`: the remote PLCAPI, for `backend = "plcapi"`.
+    pub(crate) plcapi: Option<PlcApiSettings>,
 }
 
 impl Default for PlcSection {
@@ -63,6 +66,7 @@ impl Default for PlcSection {
             legacy_digests: false,
             clock_skew_secs: 300,
             limits: LimitsSection::default(),
+            plcapi: None,
         }
     }
 }
@@ -92,6 +96,11 @@ impl PlcConfig {
             bail!(
                 "plc.backend must be \"embedded\" or \"plcapi\", not {:?}",
                 section.backend
+            );
+        }
+        if section.backend == "plcapi" && section.plcapi.is_none() {
+            bail!(
+                "plc.backend = \"plcapi\" needs a [plc.plcapi] table (url, credentials, ca_file)"
             );
         }
         if section.credential_lifetime_days == 0 || section.credential_lifetime_days > 5 * 365 {
@@ -157,6 +166,16 @@ mod tests {
         assert!(e.contains("databse"), "{e}");
         // The node's table and the plc's coexist in one file.
         parse("[node]\nbackend = \"local\"\n[plc]\nbackend = \"plcapi\"\n").unwrap();
+        // plcapi needs its table, whose unknown keys are errors too.
+        let e = format!(
+            "{:#}",
+            PlcConfig::check(parse("[plc]\nbackend = \"plcapi\"\n").unwrap()).unwrap_err()
+        );
+        assert!(e.contains("[plc.plcapi]"), "{e}");
+        let with = "[plc]\nbackend = \"plcapi\"\n[plc.plcapi]\nurl = \"https://plc/PLCAPI/\"\n";
+        let c = PlcConfig::check(parse(with).unwrap()).unwrap();
+        assert_eq!(c.section.plcapi.unwrap().url, "https://plc/PLCAPI/");
+        assert!(parse(&format!("{with}urll = \"x\"\n")).is_err());
         for bad in [
             "[plc]\nbackend = \"mysql\"\n",
             "[plc]\ndatabase = \"mysql://x/y\"\n",

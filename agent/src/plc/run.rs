@@ -22,6 +22,8 @@ use super::backend::PlcBackend;
 use super::config::PlcConfig;
 use super::db::{self, Db};
 use super::embedded::Embedded;
+use super::import;
+use super::plcapi::PlcApiBackend;
 use super::store::Store;
 use crate::ExitCode;
 use crate::node::config as file_config;
@@ -90,6 +92,11 @@ enum PlcCommand {
     Initscript(admin::InitscriptCommand),
     /// Delete every registry record (and with --plc the embedded PLC's data); asks first.
     Nuke(admin::NukeArgs),
+    /// Import PLC's sites, persons, slices and nodes into the registry as 2008's import.py did:
+    /// an authority with sa and ma records per site, a user per person and site, a slice and a
+    /// node record each. Creates the root and interface authorities if missing and exports the
+    /// root GID into trusted_roots/. Safe to run again: only what is new is added.
+    Import(import::ImportArgs),
 }
 
 /// Flags of `plc serve`.
@@ -166,6 +173,7 @@ pub(crate) fn run(args: PlcArgs) -> anyhow::Result<ExitCode> {
             PlcCommand::Slice(cmd) => with_registry(&config, cmd).await,
             PlcCommand::Node(cmd) => with_registry(&config, cmd).await,
             PlcCommand::Initscript(cmd) => with_registry(&config, cmd).await,
+            PlcCommand::Import(a) => import::run(&config, a).await,
         }
     })
 }
@@ -181,19 +189,40 @@ pub(super) trait RegistryTask {
 
 /// Opens the database and the configured backend and runs `task` on them: the one place a
 /// backend is chosen.
-async fn with_registry<T: RegistryTask>(config: &PlcConfig, task: T) -> anyhow::Result<ExitCode> {
+pub(super) async fn with_registry<T: RegistryTask>(
+    config: &PlcConfig,
+    task: T,
+) -> anyhow::Result<ExitCode> {
     let parts = open_parts(config).await?;
     let outcome = match config.section.backend.as_str() {
         "embedded" => {
             let plc = Embedded::new(parts.db.clone());
             task.run(parts.registry(plc, config), config).await
         }
+        "plcapi" => match connect_plcapi(config).await {
+            Ok(plc) => task.run(parts.registry(plc, config), config).await,
+            Err(e) => Err(e),
+        },
         other => Err(anyhow::anyhow!(
-            "the {other} backend is not built in this branch; use backend = \"embedded\""
+            "plc.backend must be \"embedded\" or \"plcapi\", not {other:?}"
         )),
     };
     parts.db.close().await;
     outcome
+}
+
+/// The `[plc.plcapi]` backend, connected: its methods listed and our credentials accepted
+/// (`AuthCheck`), so that a wrong password stops the command here.
+async fn connect_plcapi(config: &PlcConfig) -> anyhow::Result<PlcApiBackend> {
+    let settings = config
+        .section
+        .plcapi
+        .as_ref()
+        .context("plc.backend = \"plcapi\" needs a [plc.plcapi] table")?;
+    PlcApiBackend::new(settings)?
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("PLCAPI at {}: {e}", settings.url))
 }
 
 /// What every registry needs besides its backend.

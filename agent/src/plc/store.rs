@@ -149,6 +149,59 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// `(hrn, type)` of every record (what `plc import` compares PLC against).
+    pub(crate) async fn keys(&self) -> StoreResult<Vec<(String, RecordType)>> {
+        let rows = sqlx::query("SELECT hrn, type FROM registry_records")
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let hrn: String = row.try_get("hrn")?;
+                let kind: String = row.try_get("type")?;
+                let kind =
+                    kind.parse()
+                        .map_err(|e: geni_trust::TrustError| StoreError::Corrupt {
+                            what: format!("record {hrn:?} ({kind})"),
+                            reason: e.to_string(),
+                        })?;
+                Ok((hrn, kind))
+            })
+            .collect()
+    }
+
+    /// Adds `records` in one transaction: all of them, or (when one's `(hrn, type)` is taken,
+    /// [`StoreError::Exists`]) none.
+    pub(crate) async fn insert_all(&self, records: &[StoredRecord]) -> StoreResult<()> {
+        let mut tx = self.db.pool().begin().await?;
+        for record in records {
+            let authority = record
+                .hrn
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
+            let done = sqlx::query(
+                "INSERT INTO registry_records (hrn, type, authority, gid, pointer) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hrn, type) DO NOTHING",
+            )
+            .bind(record.hrn.as_str())
+            .bind(record.kind.as_str())
+            .bind(authority)
+            .bind(record.gid.as_str())
+            .bind(record.pointer)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                // Dropping the transaction rolls it back.
+                return Err(StoreError::Exists(format!(
+                    "record {} ({})",
+                    record.hrn, record.kind
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(crate) async fn count(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM registry_records")
             .fetch_one(self.db.pool())
@@ -216,5 +269,45 @@ mod tests {
         assert!(store.delete(&hrn, RecordType::User).await.unwrap());
         assert!(!store.delete(&hrn, RecordType::User).await.unwrap());
         assert_eq!(store.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn insert_all_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&sqlite_url(&dir.path().join("plc.db")))
+            .await
+            .unwrap();
+        let store = Store::new(db);
+        let rec = |hrn: &str, kind| StoredRecord {
+            hrn: hrn.parse().unwrap(),
+            kind,
+            gid: format!("gid of {hrn}"),
+            pointer: 1,
+        };
+        let first = [
+            rec("planetlab.us.pl", RecordType::Sa),
+            rec("planetlab.us.pl", RecordType::Ma),
+            rec("planetlab.us.pl.a", RecordType::User),
+        ];
+        store.insert_all(&first).await.unwrap();
+        // The last of these is taken: none of them is stored.
+        let second = [
+            rec("planetlab.us.pl.b", RecordType::User),
+            rec("planetlab.us.pl.a", RecordType::User),
+        ];
+        assert!(matches!(
+            store.insert_all(&second).await,
+            Err(StoreError::Exists(what)) if what.contains("planetlab.us.pl.a")
+        ));
+        let mut keys = store.keys().await.unwrap();
+        keys.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+        assert_eq!(
+            keys,
+            [
+                ("planetlab.us.pl".to_owned(), RecordType::Ma),
+                ("planetlab.us.pl".to_owned(), RecordType::Sa),
+                ("planetlab.us.pl.a".to_owned(), RecordType::User),
+            ]
+        );
     }
 }

@@ -52,7 +52,7 @@ pub struct Plc {
 pub const SCRIPT: &str = "#!/bin/sh\necho started >> started.txt\nexec sleep 1000\n";
 
 /// A fresh database for one test: a SQLite file under `dir`, or a new PostgreSQL database.
-async fn database(db: Db, dir: &Path) -> Option<(String, Option<(String, String)>)> {
+pub async fn database(db: Db, dir: &Path) -> Option<(String, Option<(String, String)>)> {
     match db {
         Db::Sqlite => Some((
             format!("sqlite://{}?mode=rwc", dir.join("plc.db").display()),
@@ -84,7 +84,7 @@ async fn database(db: Db, dir: &Path) -> Option<(String, Option<(String, String)
 
 /// Runs one statement on the PostgreSQL server's base database (create or drop a test
 /// database; the name is made here from random hex, never from input).
-async fn admin_sql(base: &str, sql: &str) {
+pub async fn admin_sql(base: &str, sql: &str) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
