@@ -1294,7 +1294,10 @@ async fn nuke_asks_first_and_init_is_idempotent() {
 
 #[test]
 fn help_lists_the_subcommands_and_plcapi_needs_its_table() {
-    let out = Command::new(bin()).args(["plc", "--help"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["plc", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for word in [
