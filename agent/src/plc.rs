@@ -32,7 +32,6 @@ mod register;
 mod remove;
 mod resolve;
 mod run;
-mod sshkey;
 mod store;
 mod update;
 

@@ -22,7 +22,7 @@ use super::db::{self, Db};
 use super::embedded::Embedded;
 use super::run::{RegistryTask, hierarchy};
 use super::store::{Store, StoredRecord};
-use super::{Registry, plc_fault, sshkey};
+use super::{Registry, plc_fault};
 use crate::ExitCode;
 
 // === init ===
@@ -301,7 +301,7 @@ impl RegistryTask for PersonCommand {
             Some(p) => PublicKey::load(p)?,
             None => ssh_keys
                 .iter()
-                .find_map(|k| sshkey::rsa_from_openssh(k).ok())
+                .find_map(|k| PublicKey::from_openssh(k).ok())
                 .context("give --pubkey, or an ssh-rsa --key for the person's GID")?,
         };
         let roles = if a.role.is_empty() {
