@@ -7,6 +7,7 @@
 //! subcommand's module, so that the same code serves every mode (DESIGN §2: binaries are thin).
 #![forbid(unsafe_code)]
 
+mod auth;
 mod authority;
 mod demo;
 mod node;

@@ -114,15 +114,7 @@ impl Node {
         credential: &str,
         operation: &str,
     ) -> Result<VerifiedCredential, RpcError> {
-        let verified = self.verifier.verify_credential_str(credential)?;
-        ctx.peer.require_caller(verified.caller().gid())?;
-        if !verified.can_perform(operation) {
-            return Err(RpcError::InsufficientRights {
-                operation: operation.to_owned(),
-                rights: verified.privileges().to_string(),
-            });
-        }
-        Ok(verified)
+        crate::auth::authenticate(&self.verifier, ctx, credential, operation)
     }
 
     /// The sliver a verified credential acts on. A sliver credential from this node names it
