@@ -20,6 +20,15 @@ use std::process;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// The static build links musl, whose malloc (mallocng) serialises every call on one lock and
+/// hands freed memory back to the kernel at once: under load the node made ~25x glibc's futex
+/// calls and ~3 mmap + munmap pairs per request, and redeeming a ticket cost 1.7x glibc's CPU.
+/// mimalloc takes that to 1.25x (the rest is musl's byte-wise memcmp and `rep movs` memcpy);
+/// glibc builds keep glibc's malloc.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The environment variable holding the log filter (`tracing-subscriber` `EnvFilter` syntax).
 const LOG_ENV: &str = "GENI_LOG";
 
