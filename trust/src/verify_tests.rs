@@ -788,3 +788,80 @@ fn an_issuer_issues_what_the_hierarchy_issues_with_one_signature_each() {
             .is_err()
     );
 }
+
+#[test]
+fn same_text_sees_a_difference_at_every_offset_and_in_length() {
+    let text = "-----BEGIN CERTIFICATE-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKC\n".repeat(3);
+    // Both comparisons, whichever libc this test runs on.
+    let equal = |a: &str, b: &str| {
+        let words = words_equal(a.as_bytes(), b.as_bytes());
+        assert_eq!(words, same_text(a, b), "{a:?} / {b:?}");
+        words
+    };
+    assert!(equal(&text, &text.clone()));
+    for at in 0..text.len() {
+        let mut other = text.clone().into_bytes();
+        other[at] ^= 0x01;
+        let other = String::from_utf8(other).unwrap();
+        assert!(!equal(&text, &other), "a difference at {at}");
+        assert!(equal(&text[..at], &other[..at]), "equal prefixes of {at}");
+    }
+    assert!(!equal(&text, &text[..text.len() - 1]));
+    assert!(!equal("", "x"));
+    assert!(equal("", ""));
+}
+
+/// Texts whose hashes collide share a bucket and are still told apart by their text; the count
+/// that bounds the cache follows inserts, replacements, expiry and eviction.
+#[test]
+fn cache_map_tells_colliding_texts_apart_and_counts_entries() {
+    let mut map = CacheMap::default();
+    map.insert("alpha", 1, 10);
+    map.insert("alpha", 2, 20);
+    assert_eq!(map.len(), 1, "the same text replaces its entry");
+    assert_eq!(
+        map.get("alpha").map(|e| (e.verdict, e.expires)),
+        Some((2, 20))
+    );
+
+    // A collision, forced: "beta" filed under alpha's hash.
+    let alpha = CacheMap::<u32>::hash("alpha");
+    map.buckets.entry(alpha).or_default().push(CacheEntry {
+        text: Box::from("beta"),
+        verdict: 3,
+        expires: 30,
+    });
+    map.len += 1;
+    let bucket = &map.buckets[&alpha];
+    assert_eq!(bucket.len(), 2);
+    assert!(
+        map.get("beta").is_none(),
+        "looked up under its own hash, beta is not there"
+    );
+    assert_eq!(
+        bucket
+            .iter()
+            .find(|e| same_text(&e.text, "beta"))
+            .map(|e| e.verdict),
+        Some(3)
+    );
+    assert_eq!(map.get("alpha").map(|e| e.verdict), Some(2));
+    assert!(map.get("alphb").is_none());
+
+    map.insert("gamma", 4, 5);
+    assert_eq!(map.len(), 3);
+    map.retain_live(15);
+    assert_eq!(map.len(), 2, "gamma expired at 5");
+    assert!(map.get("gamma").is_none());
+    map.evict_one();
+    assert_eq!(map.len(), 1);
+    map.evict_one();
+    assert_eq!(map.len(), 0);
+    assert!(map.buckets.is_empty());
+    map.evict_one();
+    assert_eq!(map.len(), 0);
+    map.insert("delta", 5, 50);
+    map.clear();
+    assert_eq!(map.len(), 0);
+    assert!(map.get("delta").is_none());
+}
