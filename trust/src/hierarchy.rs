@@ -381,27 +381,14 @@ impl Hierarchy {
             &auth_hrn,
             Validity::from_now(now, AUTHORITY_LIFETIME.max(lifetime_secs)),
         )?;
-        let (attributes, rspec) = match self.mode {
-            CertMode::Compat2008 => (py2_ordered(attributes), py2_ordered(rspec)),
-            CertMode::Modern => (attributes.clone(), rspec.clone()),
-        };
-        let fields = TicketFields {
+        let what = TicketRequest {
             caller,
-            object: slice,
-            attributes: &attributes,
-            rspec: &rspec,
-            delegate: false,
+            slice,
+            attributes,
+            rspec,
             target,
         };
-        Ticket::create(
-            &fields,
-            slice.public_key(),
-            auth_hrn.as_str(),
-            &auth.key,
-            Some(parent),
-            validity,
-            self.mode,
-        )
+        what.sign(&auth, parent, validity, self.mode)
     }
 
     fn authority_of(&self, hrn: &Hrn) -> Result<Hrn, TrustError> {
@@ -435,6 +422,50 @@ pub struct Issuer {
     ticket: Ticket,
     mode: CertMode,
     clock: Arc<dyn Clock>,
+}
+
+/// What a slice ticket says, before its authority signs it.
+struct TicketRequest<'a> {
+    caller: &'a Gid,
+    slice: &'a Gid,
+    attributes: &'a Struct,
+    rspec: &'a Struct,
+    target: Option<&'a Hrn>,
+}
+
+impl TicketRequest<'_> {
+    /// Signed by the slice's authority `signer` under its authority ticket `parent`, with the
+    /// slice's key as the X.509 key: the one construction behind [`Hierarchy::issue_ticket`] and
+    /// [`Issuer::issue_ticket`].
+    fn sign(
+        &self,
+        signer: &AuthorityInfo,
+        parent: Ticket,
+        validity: Validity,
+        mode: CertMode,
+    ) -> Result<Ticket, TrustError> {
+        let (attributes, rspec) = match mode {
+            CertMode::Compat2008 => (py2_ordered(self.attributes), py2_ordered(self.rspec)),
+            CertMode::Modern => (self.attributes.clone(), self.rspec.clone()),
+        };
+        let fields = TicketFields {
+            caller: self.caller,
+            object: self.slice,
+            attributes: &attributes,
+            rspec: &rspec,
+            delegate: false,
+            target: self.target,
+        };
+        Ticket::create(
+            &fields,
+            self.slice.public_key(),
+            signer.hrn.as_str(),
+            &signer.key,
+            Some(parent),
+            validity,
+            mode,
+        )
+    }
 }
 
 impl Hierarchy {
@@ -510,24 +541,16 @@ impl Issuer {
         lifetime_secs: i64,
     ) -> Result<Ticket, TrustError> {
         self.check_under(slice)?;
-        let (attributes, rspec) = match self.mode {
-            CertMode::Compat2008 => (py2_ordered(attributes), py2_ordered(rspec)),
-            CertMode::Modern => (attributes.clone(), rspec.clone()),
-        };
-        let fields = TicketFields {
+        let what = TicketRequest {
             caller,
-            object: slice,
-            attributes: &attributes,
-            rspec: &rspec,
-            delegate: false,
+            slice,
+            attributes,
+            rspec,
             target,
         };
-        Ticket::create(
-            &fields,
-            slice.public_key(),
-            self.info.hrn.as_str(),
-            &self.info.key,
-            Some(self.ticket.clone()),
+        what.sign(
+            &self.info,
+            self.ticket.clone(),
             self.validity(lifetime_secs),
             self.mode,
         )
