@@ -92,29 +92,7 @@ impl Store {
 
     /// Adds `record`; [`StoreError::Exists`] if `(hrn, type)` is taken, and then nothing changed.
     pub(crate) async fn insert(&self, record: &StoredRecord) -> StoreResult<()> {
-        let authority = record
-            .hrn
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
-        let done = sqlx::query(
-            "INSERT INTO registry_records (hrn, type, authority, gid, pointer) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hrn, type) DO NOTHING",
-        )
-        .bind(record.hrn.as_str())
-        .bind(record.kind.as_str())
-        .bind(authority)
-        .bind(record.gid.as_str())
-        .bind(record.pointer)
-        .execute(self.db.pool())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Exists(format!(
-                "record {} ({})",
-                record.hrn, record.kind
-            )));
-        }
-        Ok(())
+        self.insert_all(std::slice::from_ref(record)).await
     }
 
     /// Replaces the GID and pointer of an existing record; false when there is none.
