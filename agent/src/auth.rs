@@ -1,24 +1,49 @@
-//! The authentication pipeline both servers run for every credential-bearing call (DESIGN §5,
-//! 2008 `decode_authentication` with nothing skipped): the credential and its caller and object
-//! GIDs verify against the trusted roots, the TLS client key is the caller GID's key, and the
-//! rights allow the operation. One copy, so that node and plc can never drift apart on it.
+//! The authentication pipeline both servers run for every credential- or ticket-bearing call
+//! (DESIGN §5, 2008 `decode_authentication` with nothing skipped): the object and its caller and
+//! object GIDs verify against the trusted roots, the TLS client key is the caller GID's key, and
+//! (for a credential) the rights allow the operation. Handlers call these and never the verifier
+//! directly, so there is one way to authenticate and node and plc can never drift apart on it.
 
 use geni_rpc::{CallContext, RpcError};
-use geni_trust::{VerifiedCredential, Verifier};
+use geni_trust::{Hrn, Operation, VerifiedCredential, VerifiedTicket, Verifier};
 
+/// A credential whose rights allow `operation`.
 pub(crate) fn authenticate(
     verifier: &Verifier,
     ctx: &CallContext,
     credential: &str,
-    operation: &str,
+    operation: Operation,
 ) -> Result<VerifiedCredential, RpcError> {
-    let verified = verifier.verify_credential_str(credential)?;
-    ctx.peer.require_caller(verified.caller().gid())?;
+    let verified = authenticate_any(verifier, ctx, credential)?;
     if !verified.can_perform(operation) {
         return Err(RpcError::InsufficientRights {
-            operation: operation.to_owned(),
+            operation: operation.to_string(),
             rights: verified.privileges().to_string(),
         });
     }
+    Ok(verified)
+}
+
+/// A credential with any rights (`noop`: a way to test a credential and the TLS binding).
+pub(crate) fn authenticate_any(
+    verifier: &Verifier,
+    ctx: &CallContext,
+    credential: &str,
+) -> Result<VerifiedCredential, RpcError> {
+    let verified = verifier.verify_credential_str(credential)?;
+    ctx.peer.require_caller(verified.caller().gid())?;
+    Ok(verified)
+}
+
+/// A ticket for `node` (when it names one) presented by its own `gidCaller`: only the caller a
+/// ticket was issued to may redeem it.
+pub(crate) fn authenticate_ticket(
+    verifier: &Verifier,
+    ctx: &CallContext,
+    ticket: &str,
+    node: &Hrn,
+) -> Result<VerifiedTicket, RpcError> {
+    let verified = verifier.verify_ticket_str(ticket, Some(node))?;
+    ctx.peer.require_caller(verified.caller().gid())?;
     Ok(verified)
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use geni_rpc::{CallContext, Dispatcher, RpcError};
 use geni_trust::{
-    Credential, Gid, Hrn, Keypair, VerifiedCredential, Verifier, hrn_to_pl_slicename,
+    Credential, Gid, Hrn, Keypair, Operation, VerifiedCredential, Verifier, hrn_to_pl_slicename,
 };
 use geni_xmlrpc::Value;
 use nm_bridge::{NmError, SliverManager, SliverName};
@@ -112,7 +112,7 @@ impl Node {
         &self,
         ctx: &CallContext,
         credential: &str,
-        operation: &str,
+        operation: Operation,
     ) -> Result<VerifiedCredential, RpcError> {
         crate::auth::authenticate(&self.verifier, ctx, credential, operation)
     }
@@ -161,7 +161,7 @@ impl Node {
         ctx: &CallContext,
         params: &[Value],
         method: &str,
-        operation: &str,
+        operation: Operation,
         op: F,
     ) -> Result<Value, RpcError>
     where

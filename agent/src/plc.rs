@@ -38,7 +38,7 @@ mod update;
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, Dispatcher, RpcError};
-use geni_trust::{ChainForm, Gid, Hrn, RecordType, VerifiedCredential, Verifier};
+use geni_trust::{ChainForm, Gid, Hrn, Operation, RecordType, VerifiedCredential, Verifier};
 use geni_xmlrpc::Value;
 
 pub(crate) use config::PlcSection;
@@ -103,7 +103,7 @@ impl<B: PlcBackend> Registry<B> {
         &self,
         ctx: &CallContext,
         credential: &str,
-        operation: &str,
+        operation: Operation,
     ) -> Result<VerifiedCredential, RpcError> {
         crate::auth::authenticate(&self.verifier, ctx, credential, operation)
     }

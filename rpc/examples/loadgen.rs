@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use geni_rpc::client::{GeniClient, server_auth_from_gid};
 use geni_rpc::{Dispatcher, Limits, RpcError, Server, ServerOptions, TlsIdentity};
 use geni_trust::{
-    ChainForm, Hierarchy, Hrn, Keypair, Policy, RecordType, RightList, TrustedRoots, Verifier,
+    ChainForm, Hierarchy, Hrn, Keypair, Operation, Policy, RecordType, RightList, TrustedRoots,
+    Verifier,
 };
 use geni_xmlrpc::Value;
 
@@ -118,9 +119,9 @@ async fn main() -> std::process::ExitCode {
                 };
                 let v = verifier.verify_credential_str(cred)?;
                 ctx.peer.require_caller(v.caller().gid())?;
-                if !v.can_perform("listslices") {
+                if !v.can_perform(Operation::ListSlices) {
                     return Err(RpcError::InsufficientRights {
-                        operation: "listslices".into(),
+                        operation: Operation::ListSlices.to_string(),
                         rights: v.privileges().to_string(),
                     });
                 }

@@ -182,7 +182,7 @@ impl Credential {
     }
 
     /// Whether the privileges allow `operation` (no verification implied).
-    pub fn can_perform(&self, operation: &str) -> bool {
+    pub fn can_perform(&self, operation: crate::Operation) -> bool {
         self.privileges.can_perform(operation)
     }
 

@@ -1,5 +1,9 @@
-//! Rights: the 2008 privilege table, which operations each right allows, the superset relation
-//! delegation is checked with, and the default rights of each record type.
+//! Rights: the 2008 privilege table, the operations it names ([`Operation`]), which operations
+//! each right allows, the superset relation delegation is checked with, and the default rights of
+//! each record type.
+//!
+//! Operations are a closed enum rather than strings so that a misspelt operation is a compile
+//! error, not an operation no right allows (which would quietly make it authority-only).
 //!
 //! Parsing is strict where 2008 was sloppy: names are trimmed (`"embed, bind"` works) and an
 //! unknown name is an error rather than a right that silently allows nothing or crashes
@@ -28,10 +32,73 @@ pub enum Right {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RightList(Vec<Right>);
 
-/// What a right allows: everything, or a fixed set of lower-case operation names.
+/// An operation a server checks a credential's rights against, with its 2008 name
+/// (`util/rights.py`, `reference/geniwrapper-2008.md` §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    // Registry (plc).
+    Register,
+    Remove,
+    Update,
+    List,
+    Resolve,
+    GetCredential,
+    GetTicket,
+    // Slice interface operations the table names but no server of ours checks yet.
+    CreateSlice,
+    UpdateSlice,
+    LoanResources,
+    GetSliceResources,
+    // Component (node).
+    StartSlice,
+    StopSlice,
+    ResetSlice,
+    DeleteSlice,
+    ListSlices,
+    ListComponentResources,
+    /// Allowed by no right's list: only the `*` rights (authority, sa, ma).
+    Reboot,
+}
+
+/// What a right allows: everything, or a fixed set of operations.
 enum Ops {
     All,
-    Some(&'static [&'static str]),
+    Some(&'static [Operation]),
+}
+
+// === impl Operation ===
+
+impl Operation {
+    /// The 2008 name (lower case), as logs and faults print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Remove => "remove",
+            Self::Update => "update",
+            Self::List => "list",
+            Self::Resolve => "resolve",
+            Self::GetCredential => "getcredential",
+            Self::GetTicket => "getticket",
+            Self::CreateSlice => "createslice",
+            Self::UpdateSlice => "updateslice",
+            Self::LoanResources => "loanresources",
+            Self::GetSliceResources => "getsliceresources",
+            Self::StartSlice => "startslice",
+            Self::StopSlice => "stopslice",
+            Self::ResetSlice => "resetslice",
+            Self::DeleteSlice => "deleteslice",
+            Self::ListSlices => "listslices",
+            Self::ListComponentResources => "listcomponentresources",
+            Self::Reboot => "reboot",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 // === impl Right ===
@@ -52,29 +119,31 @@ impl Right {
     }
 
     fn ops(self) -> Ops {
+        use Operation::*;
         match self {
             Self::Authority | Self::Ma | Self::Sa => Ops::All,
-            Self::Bind => Ops::Some(&["getticket", "loanresources"]),
-            Self::Control => Ops::Some(&[
-                "updateslice",
-                "stopslice",
-                "startslice",
-                "deleteslice",
-                "resetslice",
-            ]),
-            Self::Embed => Ops::Some(&["getticket", "createslice", "deleteslice", "updateslice"]),
-            Self::Info => Ops::Some(&["listslices", "listcomponentresources", "getsliceresources"]),
-            Self::Refresh => Ops::Some(&["remove", "update"]),
-            Self::Resolve => Ops::Some(&["resolve", "list", "getcredential"]),
+            Self::Bind => Ops::Some(&[GetTicket, LoanResources]),
+            Self::Control => {
+                Ops::Some(&[UpdateSlice, StopSlice, StartSlice, DeleteSlice, ResetSlice])
+            }
+            Self::Embed => Ops::Some(&[GetTicket, CreateSlice, DeleteSlice, UpdateSlice]),
+            Self::Info => Ops::Some(&[ListSlices, ListComponentResources, GetSliceResources]),
+            Self::Refresh => Ops::Some(&[Remove, Update]),
+            Self::Resolve => Ops::Some(&[Resolve, List, GetCredential]),
         }
     }
 
-    /// Whether this right allows `operation` (compared case-insensitively, as 2008 did).
-    pub fn can_perform(self, operation: &str) -> bool {
+    /// Whether this right allows `operation`.
+    pub fn can_perform(self, operation: Operation) -> bool {
         match self.ops() {
             Ops::All => true,
-            Ops::Some(ops) => ops.iter().any(|o| o.eq_ignore_ascii_case(operation)),
+            Ops::Some(ops) => ops.contains(&operation),
         }
+    }
+
+    /// Whether this is one of the rights that allow everything (authority, sa, ma).
+    pub fn is_authority(self) -> bool {
+        matches!(self.ops(), Ops::All)
     }
 
     /// Whether this right allows everything `child` allows.
@@ -152,7 +221,7 @@ impl RightList {
     }
 
     /// Whether any right in the list allows `operation`.
-    pub fn can_perform(&self, operation: &str) -> bool {
+    pub fn can_perform(&self, operation: Operation) -> bool {
         self.0.iter().any(|r| r.can_perform(operation))
     }
 
@@ -200,17 +269,31 @@ mod tests {
 
     #[test]
     fn table_matches_2008_test_rights() {
-        assert!(Right::Embed.can_perform("getticket"));
-        assert!(!Right::Embed.can_perform("resolve"));
+        assert!(Right::Embed.can_perform(Operation::GetTicket));
+        assert!(!Right::Embed.can_perform(Operation::Resolve));
         assert!(Right::Sa.is_superset(Right::Embed));
         assert!(Right::Embed.is_superset(Right::Embed));
         assert!(!Right::Control.is_superset(Right::Embed));
         assert!(!Right::Embed.is_superset(Right::Control));
         assert!(list("control,sa").is_superset(&list("embed")));
         assert!(!list("embed,bind,control,info").is_superset(&list("authority")));
-        assert!(Right::Authority.can_perform("reboot"));
-        assert!(!list("refresh,resolve,info").can_perform("reboot"));
-        assert!(list("info").can_perform("ListSlices"));
+        assert!(Right::Authority.can_perform(Operation::Reboot));
+        assert!(!list("refresh,resolve,info").can_perform(Operation::Reboot));
+        assert!(list("info").can_perform(Operation::ListSlices));
+        // Reboot is in no right's list: only the `*` rights allow it.
+        for r in [
+            Right::Bind,
+            Right::Control,
+            Right::Embed,
+            Right::Info,
+            Right::Refresh,
+            Right::Resolve,
+        ] {
+            assert!(
+                !r.can_perform(Operation::Reboot) && !r.is_authority(),
+                "{r}"
+            );
+        }
     }
 
     #[test]

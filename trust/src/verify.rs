@@ -756,7 +756,7 @@ impl VerifiedCredential {
         self.0.expires
     }
 
-    pub fn can_perform(&self, operation: &str) -> bool {
+    pub fn can_perform(&self, operation: crate::Operation) -> bool {
         self.0.privileges.can_perform(operation)
     }
 }

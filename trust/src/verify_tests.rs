@@ -147,7 +147,9 @@ fn modern_objects_verify_under_default_and_legacy_policy() {
         let c = v.verify_credential(&slice_cred(false)).unwrap();
         assert_eq!(c.caller().hrn().as_str(), "planetlab.us.pl.alice");
         assert_eq!(c.object().hrn().as_str(), "planetlab.us.pl.s1");
-        assert!(c.can_perform("startslice") && !c.can_perform("reboot"));
+        assert!(
+            c.can_perform(crate::Operation::StartSlice) && !c.can_perform(crate::Operation::Reboot)
+        );
         let attrs = Struct::new().with("name", "pl_s1");
         let t =
             w.h.issue_ticket(
@@ -716,7 +718,9 @@ fn a_node_issues_sliver_credentials_under_its_node_credential() {
     let v = verifier().verify_credential(&cred).unwrap();
     assert_eq!(v.object().hrn().as_str(), "planetlab.us.pl.node1.pl_s1");
     assert_eq!(v.caller().hrn().as_str(), "planetlab.us.pl.alice");
-    assert!(v.can_perform("stopslice") && !v.can_perform("getticket"));
+    assert!(
+        v.can_perform(crate::Operation::StopSlice) && !v.can_perform(crate::Operation::GetTicket)
+    );
     // A sliver named under another node is outside the node credential's object.
     let other = crate::gid_under(
         &node,

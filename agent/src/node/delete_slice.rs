@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture};
+use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::Node;
@@ -17,7 +18,7 @@ pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> Han
             &ctx,
             &params,
             "delete_slice",
-            "deleteslice",
+            Operation::DeleteSlice,
             |b, n| async move { b.destroy(&n).await },
         )
         .await

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_trust::Operation;
 use geni_xmlrpc::{Struct, Value};
 
 use super::{Node, credential_args};
@@ -13,7 +14,7 @@ pub(super) const HELP: &str = "list_component_resources(credential): {hrn, cpus,
 pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
     Box::pin(async move {
         let (credential, _) = credential_args("list_component_resources", &params)?;
-        node.authenticate(&ctx, credential, "listcomponentresources")?;
+        node.authenticate(&ctx, credential, Operation::ListComponentResources)?;
         let hrn = node.hrn().to_string();
         // sysinfo reads /proc synchronously.
         tokio::task::spawn_blocking(move || report(&hrn))

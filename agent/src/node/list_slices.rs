@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture};
-use geni_trust::Right;
+use geni_trust::{Operation, Right};
 use geni_xmlrpc::{Struct, Value};
 use nm_bridge::NmError;
 
@@ -17,7 +17,7 @@ pub(super) const HELP: &str =
 pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
     Box::pin(async move {
         let (credential, target) = credential_args("list_slices", &params)?;
-        let verified = node.authenticate(&ctx, credential, "listslices")?;
+        let verified = node.authenticate(&ctx, credential, Operation::ListSlices)?;
         let all = [Right::Authority, Right::Sa, Right::Ma]
             .iter()
             .any(|r| verified.privileges().contains(*r));

@@ -22,8 +22,7 @@ pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> Han
                 "takes a credential and one value",
             ));
         };
-        let verified = node.verifier.verify_credential_str(&credential)?;
-        ctx.peer.require_caller(verified.caller().gid())?;
+        crate::auth::authenticate_any(&node.verifier, &ctx, &credential)?;
         Ok(x)
     })
 }

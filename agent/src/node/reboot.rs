@@ -4,6 +4,7 @@
 use std::sync::{Arc, PoisonError};
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::{Node, credential_args};
@@ -14,7 +15,7 @@ pub(super) const HELP: &str =
 pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
     Box::pin(async move {
         let (credential, _) = credential_args("reboot", &params)?;
-        let verified = node.authenticate(&ctx, credential, "reboot")?;
+        let verified = node.authenticate(&ctx, credential, Operation::Reboot)?;
         let command = node
             .reboot_command
             .read()

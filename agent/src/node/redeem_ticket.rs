@@ -32,9 +32,8 @@ pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> Han
                 "takes one ticket (string)",
             ));
         };
-        let verified = node.verifier.verify_ticket_str(ticket, Some(node.hrn()))?;
+        let verified = crate::auth::authenticate_ticket(&node.verifier, &ctx, ticket, node.hrn())?;
         let caller = verified.caller().gid();
-        ctx.peer.require_caller(caller)?;
         let t = verified.ticket();
         let record = SliverRecord::from_ticket(
             t.attributes(),

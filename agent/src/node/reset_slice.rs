@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture};
+use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::Node;
@@ -16,7 +17,7 @@ pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> Han
             &ctx,
             &params,
             "reset_slice",
-            "resetslice",
+            Operation::ResetSlice,
             |b, n| async move { b.reset(&n).await },
         )
         .await

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
-use geni_trust::{ChainForm, PublicKey};
+use geni_trust::{ChainForm, Operation, PublicKey};
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
@@ -28,7 +28,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 "takes a credential, a name, a uuid (or nil) and a PEM public key (strings)",
             ));
         };
-        let verified = registry.authenticate(&ctx, credential, "getcredential")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::GetCredential)?;
         let name = hrn_arg("create_gid", name)?;
         registry.require_ours(&name)?;
         require_permission(&verified, &name)?;

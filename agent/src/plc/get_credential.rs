@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
@@ -50,7 +51,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
         let Some(credential) = credential else {
             return get_self_credential::self_credential(&registry, &ctx, kind, &name).await;
         };
-        let verified = registry.authenticate(&ctx, credential, "getcredential")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::GetCredential)?;
         let record = registry.record(&name, kind).await?;
         if !registry.may_see(&verified, &record).await? {
             return Err(RpcError::Permission(format!(

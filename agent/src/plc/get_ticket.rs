@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
-use geni_trust::{ChainForm, Clock, Hrn, RecordType, SystemClock, format_utc};
+use geni_trust::{ChainForm, Clock, Hrn, Operation, RecordType, SystemClock, format_utc};
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::{Lookup, PlcBackend};
@@ -57,7 +57,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 ));
             }
         };
-        let verified = registry.authenticate(&ctx, credential, "getticket")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::GetTicket)?;
         let name = hrn_arg("get_ticket", name)?;
         registry.require_ours(&name)?;
         require_permission(&verified, &name)?;

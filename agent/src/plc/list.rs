@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
@@ -32,7 +33,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 ));
             }
         };
-        let verified = registry.authenticate(&ctx, credential, "list")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::List)?;
         let authority = match hrn {
             Some(h) => {
                 require_permission(&verified, &h)?;

@@ -28,8 +28,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 "takes a credential and one value",
             ));
         };
-        let verified = registry.verifier.verify_credential_str(&credential)?;
-        ctx.peer.require_caller(verified.caller().gid())?;
+        crate::auth::authenticate_any(&registry.verifier, &ctx, &credential)?;
         Ok(x)
     })
 }

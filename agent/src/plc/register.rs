@@ -13,7 +13,9 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
-use geni_trust::{ChainForm, Hrn, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename};
+use geni_trust::{
+    ChainForm, Hrn, Operation, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename,
+};
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::{Lookup, PlcBackend};
@@ -37,7 +39,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 "takes a credential and a record struct",
             ));
         };
-        let verified = registry.authenticate(&ctx, credential, "register")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::Register)?;
         let dict = RecordDict::parse("register", record)?;
         let Some(authority) = dict.name.authority() else {
             return Err(RpcError::invalid_params(

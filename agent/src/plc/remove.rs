@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
-use geni_trust::RecordType;
+use geni_trust::{Operation, RecordType};
 use geni_xmlrpc::Value;
 
 use super::backend::{PlcBackend, PlcError};
@@ -40,7 +40,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 ));
             }
         };
-        let verified = registry.authenticate(&ctx, credential, "remove")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::Remove)?;
         require_permission(&verified, &name)?;
         let record = registry.record(&name, kind).await?;
         let plc = &registry.plc;

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
@@ -30,7 +31,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 "takes a credential and a name",
             ));
         };
-        let verified = registry.authenticate(&ctx, credential, "resolve")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::Resolve)?;
         let name = hrn_arg("resolve", name)?;
         let mut shown = Vec::new();
         for r in registry.records(&name).await? {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, HandlerFuture, RpcError};
-use geni_trust::RecordType;
+use geni_trust::{Operation, RecordType};
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::PlcBackend;
@@ -66,7 +66,7 @@ pub(super) fn call<B: PlcBackend + 'static>(
                 "takes a credential and a record struct",
             ));
         };
-        let verified = registry.authenticate(&ctx, credential, "update")?;
+        let verified = registry.authenticate(&ctx, credential, Operation::Update)?;
         let dict = RecordDict::parse("update", record)?;
         require_permission(&verified, &dict.name)?;
         let mut stored = registry.record(&dict.name, dict.kind).await?;
