@@ -592,6 +592,7 @@ fn status_of(name: &SliverName, s: &Sliver) -> SliverStatus {
             .filter(|_| s.state == SliverState::Running)
             .map(|p| p.pid),
         timestamp: s.record.timestamp,
+        slice: s.record.slice.clone(),
         expires: s.record.expires,
     }
 }

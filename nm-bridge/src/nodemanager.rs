@@ -410,6 +410,7 @@ impl NodeManagerBackend {
             pid: None,
             timestamp,
             expires: record.get("expires").and_then(Value::as_i64).unwrap_or(0),
+            slice: String::new(),
         })
     }
 
@@ -620,6 +621,7 @@ fn status_of(name: SliverName, stored: Option<&Stored>) -> SliverStatus {
             pid: None,
             timestamp: s.record.timestamp,
             expires: s.record.expires,
+            slice: s.record.slice.clone(),
         },
         None => SliverStatus {
             name,
@@ -627,6 +629,7 @@ fn status_of(name: SliverName, stored: Option<&Stored>) -> SliverStatus {
             pid: None,
             timestamp: 0.0,
             expires: 0,
+            slice: String::new(),
         },
     }
 }

@@ -265,6 +265,9 @@ struct StoredRecord {
     expires: i64,
     rspec: BTreeMap<String, StoredValue>,
     caller: String,
+    /// Absent in state written before slivers were bound to their slice.
+    #[serde(default)]
+    slice: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -299,6 +302,7 @@ impl From<&Sliver> for StoredSliver {
                 expires: r.expires,
                 rspec,
                 caller: r.caller.clone(),
+                slice: r.slice.clone(),
             },
             state: match s.state {
                 SliverState::Created => StoredState::Created,
@@ -342,6 +346,7 @@ impl StoredSliver {
             expires: r.expires,
             rspec: Rspec::from_ticket(&rspec)?,
             caller: r.caller,
+            slice: r.slice,
         };
         let proc = match (self.pid, self.start_time) {
             (Some(pid), Some(start_time)) => Some(ProcId { pid, start_time }),

@@ -111,6 +111,7 @@ mod tests {
             )
             .unwrap(),
             caller: "plc.pl.alice".into(),
+            slice: "plc.pl.demo".into(),
         }
     }
 

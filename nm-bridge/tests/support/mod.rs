@@ -155,6 +155,7 @@ pub(crate) fn record(name: &str, timestamp: f64, expires: i64, cpu_share: &str) 
         )
         .expect("rspec"),
         caller: "plc.test.alice".into(),
+        slice: format!("plc.test.{name}"),
     }
 }
 
