@@ -80,6 +80,7 @@ fn sliver_credential(
         &node.gid,
         &node.key,
         &hrn,
+        &geni_trust::new_uuid()?,
         &node.key.public_key(),
         validity,
         CertMode::Modern,
