@@ -56,9 +56,10 @@ impl Ticket {
         load_object(path, "ticket", Self::from_cert)?.leaf_is_ticket()
     }
 
-    /// An authority credential chain read as the parent of an authority ticket, as 2008's
-    /// `get_auth_ticket` did.
-    pub(crate) fn parse_parent(text: &str) -> Result<Self, TrustError> {
+    /// Reads a chain that may stand as a ticket's parent: a ticket, or a credential chain (2008's
+    /// `get_auth_ticket` put the parent authority's credential there). Unverified: whether it may
+    /// really parent a ticket is the verifier's rule.
+    pub fn parse_parent(text: &str) -> Result<Self, TrustError> {
         parse_object(text, "ticket parent", Self::from_cert)
     }
 

@@ -997,21 +997,15 @@ fn a_credential_gid_or_ticket_in_the_wrong_place_is_a_decode_error() {
 fn ticket_under(parent_text: &str, signer: &Keypair) -> Ticket {
     let w = world();
     let parent = Ticket::parse_parent(parent_text).unwrap();
-    let issuer = parent.subject().to_owned();
     let attributes = Struct::new().with("name", "pl_s1");
-    Ticket::create(
-        &crate::ticket::TicketFields {
-            caller: &w.alice,
-            object: &w.slice,
-            attributes: &attributes,
-            rspec: &Struct::new(),
-            delegate: false,
-            target: None,
-        },
-        w.slice.public_key(),
-        &issuer,
+    crate::ticket_under(
+        &parent,
         signer,
-        Some(parent),
+        &w.alice,
+        &w.slice,
+        &attributes,
+        &Struct::new(),
+        None,
         Validity::from_now(now(), DAY),
         CertMode::Modern,
     )
