@@ -54,6 +54,9 @@ use tokio::sync::Mutex;
 use self::cgroup::Cgroups;
 use self::files::Home;
 use self::process::{Launch, Limits, ProcId};
+/// Crash-safe replacement of a small file (temp, fsync, rename, fsync dir), for the node's other
+/// state beside the slivers'.
+pub use self::state::write_atomic;
 use self::state::{STATE_FILE, Sliver, Slivers, lock_state_dir};
 use crate::{
     BoxFuture, NmError, SliverManager, SliverName, SliverRecord, SliverState, SliverStatus,

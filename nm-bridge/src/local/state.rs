@@ -164,7 +164,7 @@ fn temp_path(path: &Path) -> PathBuf {
 /// Replaces `path` with `bytes` so that a crash at any point leaves the old or the new content:
 /// write a temp file beside it, fsync it, rename it over `path`, fsync the directory (which
 /// makes the rename itself durable). The file is created 0600: records hold users' keys.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NmError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NmError> {
     let tmp = temp_path(path);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
