@@ -147,6 +147,21 @@ fn fault_error(call: &Call<'_>, fault: &Fault) -> NmError {
     }
 }
 
+/// NM has no record of the sliver a per-sliver call named (fault 102, §1.3).
+pub(super) fn is_no_record(error: &NmError) -> bool {
+    matches!(error, NmError::NodeManager { code: 102, message } if message.contains(NOT_A_SLIVER))
+}
+
+/// NM has the record but its Worker no account object (fault 104, §3.4).
+pub(super) fn is_no_account_object(error: &NmError) -> bool {
+    matches!(error, NmError::NodeManager { code: 104, message } if message.contains(NO_ACCOUNT_OBJECT))
+}
+
+/// The fault carries NM's `text` (NM's own words are kept at the end of every message).
+pub(super) fn says(error: &NmError, text: &str) -> bool {
+    matches!(error, NmError::NodeManager { message, .. } if message.contains(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +242,18 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("no sliver record"), "{shown}");
+        assert!(is_no_record(&fault(
+            102,
+            "Invalid argument: the first argument must be a sliver name."
+        )));
+        assert!(!is_no_record(&fault(
+            104,
+            "Error in call: the first argument must be a sliver name"
+        )));
+        assert!(is_no_account_object(&fault(
+            104,
+            "Error in call: 'NoneType' object has no attribute 'configure'"
+        )));
     }
 
     #[test]
