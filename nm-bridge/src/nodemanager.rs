@@ -240,7 +240,7 @@ impl NodeManagerBackend {
         for name in expired {
             tracing::info!(sliver = %name, "ticket expired: destroying the sliver in NodeManager");
             if let Err(e) = self.destroy_locked(&mut slivers, &name).await {
-                tracing::warn!(sliver = %name, error = %e, "destroying an expired sliver in NodeManager failed");
+                tracing::warn!(sliver = %name, error = %e, "destroying an expired sliver failed");
                 first_error.get_or_insert(e);
             }
         }
@@ -419,12 +419,12 @@ impl NodeManagerBackend {
         let delegate = delegate.as_deref();
         match self.sliver_call(name, method, delegate).await {
             Err(e) if live && faults::is_no_record(&e) => {
-                tracing::info!(sliver = %name, method, "NodeManager has no record of the sliver: delivering it again, then retrying");
+                tracing::info!(sliver = %name, method, "NodeManager lost the record: re-delivering");
                 self.recover_one(name).await?;
                 self.sliver_call(name, method, delegate).await?;
             }
             Err(e) if live && delegated && faults::is_no_account_object(&e) => {
-                tracing::info!(sliver = %name, method, "NodeManager has not created the sliver since it restarted: Create, then retrying");
+                tracing::info!(sliver = %name, method, "NodeManager restarted: Create, then retry");
                 self.sliver_call(name, "Create", delegate).await?;
                 self.sliver_call(name, method, delegate).await?;
             }
@@ -592,7 +592,7 @@ impl NodeManagerBackend {
                 None => {
                     tracing::info!(
                         sliver = account,
-                        "NodeManager has no record of a sliver we do not hold: delivering a stand-in so that NM does not destroy it"
+                        "delivering a stand-in record so that NodeManager's sync keeps the sliver"
                     );
                     data.placeholder(account);
                 }

@@ -154,7 +154,10 @@ pub(super) fn is_no_record(error: &NmError) -> bool {
 
 /// NM has the record but its Worker no account object (fault 104, §3.4).
 pub(super) fn is_no_account_object(error: &NmError) -> bool {
-    matches!(error, NmError::NodeManager { code: 104, message } if message.contains(NO_ACCOUNT_OBJECT))
+    matches!(
+        error,
+        NmError::NodeManager { code: 104, message } if message.contains(NO_ACCOUNT_OBJECT)
+    )
 }
 
 /// The fault carries NM's `text` (NM's own words are kept at the end of every message).

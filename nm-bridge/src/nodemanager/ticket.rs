@@ -1,6 +1,7 @@
-//! The data NodeManager's `AdminTicket` takes: one GetSlivers-shaped batch holding one sliver
-//! (`reference/nodemanager.md` §2.1, §2.2, §6), built from a [`SliverRecord`] and serialized as
-//! `xmlrpclib.dumps((data,))`.
+//! The data NodeManager's `AdminTicket` takes: one GetSlivers-shaped batch
+//! (`reference/nodemanager.md` §2.1, §2.2, §6) holding the sliver being delivered, built from a
+//! [`SliverRecord`], and any records NM must not lose in the `sync()` that follows (ours, or
+//! stand-ins for slivers we do not hold), serialized as `xmlrpclib.dumps((data,))`.
 //!
 //! The shapes follow NodeManager's reader (`slivermanager.GetSlivers`), not Geniwrapper's November
 //! 2008 writer, which NM tripped over three times: it sent `initscripts` as a dict (NM iterates a
