@@ -292,7 +292,7 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         .create_authority(hrn, false)
         .map_err(|e| tree.explain(e))?;
     report_authority(&hierarchy, hrn)?;
-    let (_, gid_path, _, _) = hierarchy.paths(hrn);
+    let (_, gid_path, _, _) = hierarchy.paths(hrn)?;
     println!(
         "To make a node trust this root, copy its GID into the node's trusted roots:\n  \
          cp {} {NODE_TRUSTED_ROOTS}",
@@ -570,7 +570,7 @@ impl OutArgs {
 
 fn report_authority(hierarchy: &Hierarchy, hrn: &Hrn) -> anyhow::Result<()> {
     let info = hierarchy.authority(hrn)?;
-    let (_, gid, pkey, dbinfo) = hierarchy.paths(hrn);
+    let (_, gid, pkey, dbinfo) = hierarchy.paths(hrn)?;
     println!(
         "created authority {hrn} (uuid {})",
         info.gid.uuid().unwrap_or("none")

@@ -1129,7 +1129,20 @@ async fn stores_sql_metacharacters_verbatim(db: Db) {
     };
     let alice = plc.client(&plc.alice).await;
     let (_, sa_cred) = alice_credentials(&plc, &alice).await;
-    let name = "planetlab.us.pl.o'hara\");DROP_TABLE_registry_records;--";
+    // Quotes and semicolons cannot be in an hrn: refused with a clear fault, nothing made.
+    let quoted = "planetlab.us.pl.o'hara\");DROP_TABLE_registry_records;--";
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "create_gid",
+                vec![s(&sa_cred), s(quoted), Value::Nil, pem(&plc.bob.key)],
+            )
+            .await,
+    );
+    assert_eq!(code, -32602, "{msg}");
+    assert!(msg.contains("labels may hold only"), "{msg}");
+    // A LIKE wildcard and a SQL comment can be, and the email may hold anything.
+    let name = "planetlab.us.pl.o_hara--DROP_TABLE_registry_records--";
     let email = "o'hara\";DELETE_FROM_plc_persons;--@pl.example";
     let mallory = user(email, name);
     let gid = text(
@@ -1166,14 +1179,16 @@ async fn stores_sql_metacharacters_verbatim(db: Db) {
     let listed = alice.call("list", vec![s(&sa_cred)]).await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);
     plc.self_credential(&plc.bob).await;
-    // Pattern characters are not patterns either.
-    for pattern in [
-        "planetlab.us.pl.%",
-        "planetlab.us.pl._lice",
-        "planetlab.us.pl.*",
-    ] {
+    // Pattern characters are not patterns either: `_` is a name character, `%` and `*` none.
+    let (code, msg) = fault_code(
+        alice
+            .call("get_gid", vec![s("planetlab.us.pl._lice")])
+            .await,
+    );
+    assert_eq!(code, 105, "{msg}");
+    for pattern in ["planetlab.us.pl.%", "planetlab.us.pl.*"] {
         let (code, msg) = fault_code(alice.call("get_gid", vec![s(pattern)]).await);
-        assert_eq!(code, 105, "{pattern}: {msg}");
+        assert_eq!(code, -32602, "{pattern}: {msg}");
     }
     // The user can log in with the odd name.
     let cred = plc.self_credential(&mallory).await;

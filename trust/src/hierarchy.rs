@@ -11,7 +11,7 @@
 //! it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use geni_xmlrpc::Struct;
@@ -87,23 +87,34 @@ impl Hierarchy {
         }
     }
 
-    /// `(directory, gid, pkey, dbinfo)` paths of `hrn`.
-    pub fn paths(&self, hrn: &Hrn) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    /// `(directory, gid, pkey, dbinfo)` paths of `hrn`: one directory level per label, each an
+    /// ordinary file name. The hrn grammar allows nothing else; checking here as well keeps every
+    /// path this type writes or deletes under its base whatever a caller hands it.
+    pub fn paths(&self, hrn: &Hrn) -> Result<(PathBuf, PathBuf, PathBuf, PathBuf), TrustError> {
         let mut dir = self.base.clone();
         for label in hrn.labels() {
-            dir.push(label);
+            let mut parts = Path::new(label).components();
+            match (parts.next(), parts.next()) {
+                (Some(Component::Normal(_)), None) => dir.push(label),
+                _ => {
+                    return Err(TrustError::InvalidHrn {
+                        hrn: hrn.to_string(),
+                        reason: "a label would leave the authority directory",
+                    });
+                }
+            }
         }
         let leaf = hrn.leaf();
         let gid = dir.join(format!("{leaf}.gid"));
         let pkey = dir.join(format!("{leaf}.pkey"));
         let dbinfo = dir.join(format!("{leaf}.dbinfo"));
-        (dir, gid, pkey, dbinfo)
+        Ok((dir, gid, pkey, dbinfo))
     }
 
     /// Whether all three files of `hrn` exist (2008 `auth_exists`).
     pub fn exists(&self, hrn: &Hrn) -> bool {
-        let (_, gid, pkey, dbinfo) = self.paths(hrn);
-        gid.is_file() && pkey.is_file() && dbinfo.is_file()
+        self.paths(hrn)
+            .is_ok_and(|(_, gid, pkey, dbinfo)| gid.is_file() && pkey.is_file() && dbinfo.is_file())
     }
 
     /// Creates authority `hrn`: a new key, a GID signed by its parent (self-signed for a
@@ -129,7 +140,7 @@ impl Hierarchy {
             }
             self.create_authority(&parent, true)?;
         }
-        let (dir, gid_path, pkey_path, dbinfo_path) = self.paths(hrn);
+        let (dir, gid_path, pkey_path, dbinfo_path) = self.paths(hrn)?;
         fs::create_dir_all(&dir).map_err(|e| TrustError::io(&dir, e))?;
         let key = Keypair::generate(self.key_bits())?;
         let uuid = new_uuid()?;
@@ -171,7 +182,7 @@ impl Hierarchy {
                 dir: self.base.clone(),
             });
         }
-        let (_, gid_path, pkey_path, dbinfo_path) = self.paths(hrn);
+        let (_, gid_path, pkey_path, dbinfo_path) = self.paths(hrn)?;
         let gid = Gid::load(&gid_path)?;
         let key = Keypair::load(&pkey_path)?;
         let dbinfo = read_text(&dbinfo_path)?;
@@ -699,6 +710,17 @@ pub fn gid_under(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_path_stays_under_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hierarchy::new(dir.path().join("authorities"));
+        // The grammar's oddest label is still one ordinary directory name.
+        let odd: Hrn = "planetlab.us.\\.\\.".parse().unwrap();
+        let (d, gid, _, _) = h.paths(&odd).unwrap();
+        assert_eq!(d, dir.path().join("authorities/planetlab/us/\\.\\."));
+        assert!(gid.starts_with(h.base()));
+    }
 
     #[test]
     fn create_gid_by_signs_with_the_loaded_authority_only() {

@@ -2,16 +2,20 @@
 //! to PlanetLab names and to the later SFA URNs.
 //!
 //! Authority checks are dot-aware everywhere: `planetlab.us.p` is not an authority of
-//! `planetlab.us.pl.x`, which the 2008 code's raw `startswith` got wrong. A label may contain an
-//! escaped dot (`emulab\.net`), as the later SFA allowed; nothing in 2008 used one.
+//! `planetlab.us.pl.x`, which the 2008 code's raw `startswith` got wrong.
+//!
+//! One grammar for every name, checked when an [`Hrn`] is parsed: labels of 1 to 63 characters,
+//! each a letter, a digit, `_`, `-`, or an escaped dot (`emulab\.net`, as the later SFA allowed;
+//! nothing in 2008 used one). Every 2008 name fits. Names become directories (the authority tree)
+//! and file names, so nothing that could be a path separator, `..`, or a shell or SQL
+//! metacharacter ever gets that far.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::TrustError;
 
-/// A validated hrn: non-empty dot-separated labels, no empty label, no whitespace or control
-/// characters.
+/// A validated hrn: dot-separated labels of 1 to 63 characters from `[A-Za-z0-9_-]` and `\.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hrn(String);
 
@@ -43,8 +47,18 @@ impl Hrn {
             return Err(bad("ends with an escape character"));
         }
         let hrn = Self(s.to_owned());
-        if hrn.labels().any(str::is_empty) {
-            return Err(bad("has an empty label (leading, trailing or doubled dot)"));
+        for label in hrn.labels() {
+            if label.is_empty() {
+                return Err(bad("has an empty label (leading, trailing or doubled dot)"));
+            }
+            if label.len() > MAX_LABEL {
+                return Err(bad("has a label longer than 63 characters"));
+            }
+            if !label_chars_ok(label) {
+                return Err(bad(
+                    "labels may hold only letters, digits, `_`, `-` and an escaped dot `\\.`",
+                ));
+            }
         }
         Ok(hrn)
     }
@@ -108,6 +122,25 @@ impl AsRef<str> for Hrn {
     fn as_ref(&self) -> &str {
         &self.0
     }
+}
+
+/// Longest label, in characters (a DNS label's limit; 2008 truncated whole names to 64).
+const MAX_LABEL: usize = 63;
+
+/// `[A-Za-z0-9_-]`, or `\` immediately followed by `.`.
+fn label_chars_ok(label: &str) -> bool {
+    let mut bytes = label.bytes();
+    while let Some(b) = bytes.next() {
+        let ok = match b {
+            b'\\' => bytes.next() == Some(b'.'),
+            b'.' => false,
+            b => b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 fn split_unescaped(s: &str) -> impl Iterator<Item = &str> {
@@ -293,6 +326,40 @@ mod tests {
     fn bad_names_are_refused() {
         for s in ["", ".a", "a.", "a..b", "a b", "a\n", "a\\"] {
             assert!(Hrn::parse(s).is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn one_grammar_keeps_paths_and_metacharacters_out() {
+        let long = "x".repeat(64);
+        for s in [
+            "planetlab.us.pl./etc/geni-agent/trusted_roots/planetlab",
+            "planetlab.us.pl.x/y",
+            "planetlab.us.pl.x\\/y",
+            "planetlab.us.pl..",
+            "planetlab.us.pl.o'brien",
+            "planetlab.us.pl.x;drop",
+            "planetlab.us.pl.x\\y",
+            "planetlab.us.pl.x\\\\.y",
+            "planetlab.us.pl.caf\u{e9}",
+            "planetlab.us.pl.a%2fb",
+            "planetlab.us.pl.a:b",
+            "planetlab.us.pl.a+b",
+            long.as_str(),
+        ] {
+            let err = Hrn::parse(s).expect_err(s);
+            assert!(matches!(err, TrustError::InvalidHrn { .. }), "{s:?}: {err}");
+        }
+        // 2008's names and SFA's escaped dot keep working; 63 characters is the longest label.
+        for s in [
+            "planetlab.us.pl.account_test",
+            "planetlab.us.princeton.testcw",
+            "plc.princeton.node1_cs_princeton_edu",
+            "planetlab.us.pl.a-b_9",
+            "emulab\\.net.user1",
+            &"y".repeat(63),
+        ] {
+            Hrn::parse(s).expect(s);
         }
     }
 

@@ -88,7 +88,10 @@ impl Authorities {
     /// Removes the files of an authority this call just created, when what it was created for
     /// failed. Only a leaf authority (nothing under it) is removed.
     pub(crate) fn discard(&self, hrn: &Hrn) {
-        let (dir, gid, pkey, dbinfo) = self.hierarchy.paths(hrn);
+        // Nothing was created for an hrn whose paths would leave the tree.
+        let Ok((dir, gid, pkey, dbinfo)) = self.hierarchy.paths(hrn) else {
+            return;
+        };
         for f in [gid, pkey, dbinfo] {
             let _ = std::fs::remove_file(f);
         }

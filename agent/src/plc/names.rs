@@ -9,9 +9,9 @@
 //! - a slice is `<site>.<slice name after its first "_">` (`pl_test1` → `planetlab.us.pl.test1`);
 //! - a node is `<site>.<hostname with "." → "_">`, cut to 64 characters.
 //!
-//! Beyond 2008, cleaning also turns whitespace, control characters and `\` into `_`: 2008 passed
-//! them through into names nothing could parse back, where we would otherwise have to skip the
-//! person. The reverse mapping for slices is `geni_trust::hrn_to_pl_slicename`, which these names
+//! Beyond 2008, cleaning turns every other character outside the hrn grammar (letters, digits,
+//! `_`, `-`) into `_` too: 2008 passed them through into names that could hold path separators
+//! and that nothing could parse back, where we would otherwise have to skip the person. The reverse mapping for slices is `geni_trust::hrn_to_pl_slicename`, which these names
 //! round-trip through.
 
 use geni_trust::Hrn;
@@ -41,8 +41,7 @@ pub(crate) fn site_hrn(level1: &Hrn, login_base: &str) -> Result<Hrn, NameError>
 /// A person at `site`: `<site>.<last>_<first>`, cleaned, at most 64 characters.
 pub(crate) fn person_hrn(site: &Hrn, first_name: &str, last_name: &str) -> Result<Hrn, NameError> {
     let source = format!("{last_name}_{first_name}");
-    let leaf = cleanup(&source);
-    truncated(child(site, &leaf, &source)?, &source)
+    cut_child(site, &cleanup(&source), &source)
 }
 
 /// A slice of `site`: `<site>.<name after the first "_">`, cleaned (the whole name when it has
@@ -56,18 +55,17 @@ pub(crate) fn slice_hrn(site: &Hrn, slice_name: &str) -> Result<Hrn, NameError> 
 
 /// A node of `site`: `<site>.<hostname with "." → "_">`, at most 64 characters.
 pub(crate) fn node_hrn(site: &Hrn, hostname: &str) -> Result<Hrn, NameError> {
-    let leaf = hostname.replace('.', "_");
-    truncated(child(site, &leaf, hostname)?, hostname)
+    cut_child(site, &hostname.replace('.', "_"), hostname)
 }
 
-/// 2008's `cleanup_string`, plus whitespace, control characters and `\` (see the module text).
+/// 2008's `cleanup_string` (non-ASCII dropped; space, `.`, `(`, `'`, `)`, `"` to `_`), with every
+/// other character outside the hrn grammar to `_` as well (see the module text).
 pub(crate) fn cleanup(text: &str) -> String {
     text.chars()
         .filter(char::is_ascii)
         .map(|c| match c {
-            ' ' | '.' | '(' | '\'' | ')' | '"' | '\\' => '_',
-            c if c.is_ascii_whitespace() || c.is_ascii_control() => '_',
-            c => c,
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => c,
+            _ => '_',
         })
         .collect()
 }
@@ -83,17 +81,13 @@ fn child(parent: &Hrn, leaf: &str, source: &str) -> Result<Hrn, NameError> {
     Hrn::parse(&format!("{parent}.{leaf}")).map_err(|e| bad(e.to_string()))
 }
 
-/// `hrn` cut to [`MAX_HRN_CHARS`]; the parent's labels are short enough that the leaf always
-/// keeps at least one character, and a name that would end in a dot is refused rather than cut.
-fn truncated(hrn: Hrn, source: &str) -> Result<Hrn, NameError> {
-    let text = hrn.as_str();
-    match text.char_indices().nth(MAX_HRN_CHARS) {
-        None => Ok(hrn),
-        Some((at, _)) => Hrn::parse(&text[..at]).map_err(|e| NameError {
-            source: source.to_owned(),
-            reason: format!("cut to {MAX_HRN_CHARS} characters: {e}"),
-        }),
-    }
+/// `<parent>.<leaf>` with the leaf cut so that the whole name is at most [`MAX_HRN_CHARS`]
+/// (2008's `hrn[:64]`), which also keeps the leaf within the grammar's 63-character label. A
+/// parent too long to leave room for a leaf gives no name.
+fn cut_child(parent: &Hrn, leaf: &str, source: &str) -> Result<Hrn, NameError> {
+    let room = MAX_HRN_CHARS.saturating_sub(parent.as_str().chars().count() + 1);
+    let leaf: String = leaf.chars().take(room).collect();
+    child(parent, &leaf, source)
 }
 
 #[cfg(test)]
@@ -163,10 +157,14 @@ mod tests {
             person_hrn(&pl, "a\tb", "c\\").unwrap(),
             hrn("planetlab.us.pl.c__a_b")
         );
-        // Characters 2008 kept, kept.
+        // Characters 2008 kept but the hrn grammar does not, and `/`: to "_".
         assert_eq!(
             person_hrn(&pl, "x@y", "a-b,c").unwrap(),
-            hrn("planetlab.us.pl.a-b,c_x@y")
+            hrn("planetlab.us.pl.a-b_c_x_y")
+        );
+        assert_eq!(
+            person_hrn(&pl, "../../etc", "/root").unwrap(),
+            hrn("planetlab.us.pl._root_______etc")
         );
         // Nothing but non-ASCII on both sides still leaves the "_".
         assert_eq!(person_hrn(&pl, "é", "ü").unwrap(), hrn("planetlab.us.pl._"));

@@ -334,7 +334,7 @@ fn identity<B: PlcBackend>(
     registry: &Registry<B>,
     config: &PlcConfig,
 ) -> anyhow::Result<(Keypair, String)> {
-    let (_, auth_gid, auth_key, _) = registry.authorities.hierarchy().paths(&config.authority);
+    let (_, auth_gid, auth_key, _) = registry.authorities.hierarchy().paths(&config.authority)?;
     let key_path = config.section.key.clone().unwrap_or(auth_key);
     let gid_path = config.section.gid.clone().unwrap_or(auth_gid);
     let key = Keypair::load(&key_path)?;

@@ -216,7 +216,9 @@ mod tests {
             .await
             .unwrap();
         let store = Store::new(db);
-        let hrn: Hrn = "planetlab.us.pl.o'hara\");DROP_TABLE_registry_records;--"
+        // Quotes cannot be in an hrn (the grammar refuses them); a LIKE wildcard and a SQL
+        // comment can, and the GID text may hold anything.
+        let hrn: Hrn = "planetlab.us.pl.o_hara--DROP_TABLE_registry_records--"
             .parse()
             .unwrap();
         let rec = StoredRecord {
