@@ -495,8 +495,8 @@ impl Demo {
              \x20 genicli --server {} --username {USER} --credfile pl_sa.cred list {SITE}\n\
              \x20 genicli --server {} --username {USER} --credfile testcw.cred --outfile testcw.ticket getTicket {SLICE} {NODE}\n\
              \x20 genicli --server {} --username {USER} --ticketfile testcw.ticket redeemTicket\n\
-             \x20 genicli --server {} --username {USER} --credfile testcw.cred startSlice\n\
-             \x20 genicli --server {} --username {USER} --credfile testcw.cred listSlices\n\
+             \x20 genicli --server {} --server_hrn {NODE} --username {USER} --credfile testcw.cred startSlice\n\
+             \x20 genicli --server {} --server_hrn {NODE} --username {USER} --credfile testcw.cred listSlices\n\
              \n(genicli trusts them through {user}/trusted_roots; alice.pkey is the user's key.)\n\
              Logs: {}/logs/. Stop them with: kill {}",
             url("plc"),

@@ -52,12 +52,22 @@ impl Desk {
         self.w.dir.path()
     }
 
-    /// `genicli --server <node> --username planetlab.us.pl.<user> ARGS` in the desk directory
-    /// (which holds ./trusted_roots, the default server trust).
+    /// `genicli --server <node> --server_hrn planetlab.us.pl.node1 --username
+    /// planetlab.us.pl.<user> ARGS` in the desk directory (which holds ./trusted_roots, the
+    /// default server trust).
     fn run(&self, user: &str, args: &[&str]) -> Output {
+        self.run_at(
+            &self.url,
+            user,
+            &[&["--server_hrn", "planetlab.us.pl.node1"], args].concat(),
+        )
+    }
+
+    /// `genicli --server <url> --username planetlab.us.pl.<user> ARGS` in the desk directory.
+    fn run_at(&self, url: &str, user: &str, args: &[&str]) -> Output {
         Command::new(GENICLI)
             .current_dir(self.dir())
-            .args(["--server", &self.url, "--username"])
+            .args(["--server", url, "--username"])
             .arg(format!("planetlab.us.pl.{user}"))
             .args(args)
             .env("GENI_LOG", "warn")
@@ -291,6 +301,57 @@ fn the_node_is_authenticated_by_roots_or_by_its_pinned_gid() {
         ),
         "{err}"
     );
+}
+
+/// A user on the path holds a perfectly valid GID of the federation; presented as the server's, it
+/// must be refused for the registry and for a node, and a node command that names no node asks
+/// for one.
+#[test]
+fn a_server_presenting_a_valid_user_gid_is_refused() {
+    let d = Desk::new();
+    // "planetlab.us.pl.mallory": a fresh user GID from the same tree, serving on loopback.
+    let mallory = d.w.start_second_node("mallory");
+    let url = format!("https://{}/", mallory.addr);
+    let fails = |args: &[&str], code: i32| {
+        let out = d.run_at(&url, "alice", args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // As the registry: not an authority over alice.
+    let err = fails(
+        &[
+            "--credfile",
+            "alice.cred",
+            "resolve",
+            "planetlab.us.pl.alice",
+        ],
+        4,
+    );
+    assert!(
+        err.contains("presented the GID of planetlab.us.pl.mallory, not of an authority over planetlab.us.pl.alice"),
+        "{err}"
+    );
+    // As the node: not the node named.
+    let err = fails(
+        &[
+            "--server_hrn",
+            "planetlab.us.pl.node1",
+            "--credfile",
+            "s1.cred",
+            "stopSlice",
+        ],
+        4,
+    );
+    assert!(err.contains("not of planetlab.us.pl.node1"), "{err}");
+    // A ticket names its node: redeeming it elsewhere is refused before it is sent.
+    let err = fails(&["--ticketfile", "s1.ticket", "redeemTicket"], 4);
+    assert!(err.contains("not of planetlab.us.pl.node1"), "{err}");
+    // A node command with nothing naming the node: genicli asks.
+    let err = fails(&["--credfile", "s1.cred", "stopSlice"], 2);
+    assert!(err.contains("--server_hrn"), "{err}");
+    // The real node, named, still works; and the impostor saw no sliver.
+    d.ok("alice", &["--credfile", "s1.cred", "listSlices"]);
+    assert!(!d.w.path("mallory/state/slivers").join("pl_s1").exists());
 }
 
 #[test]

@@ -538,8 +538,18 @@ fn the_fixed_permission_checks_answer_with_advice() {
         1,
     );
     assert!(err.contains("fault 102"), "{err}");
-    // Slice commands are the node's.
-    let err = f.fails("bob", &["--credfile", "bob.cred", "listSlices"], 1);
+    // Slice commands are the node's: named as the server, the registry says it has no such method.
+    let err = f.fails(
+        "bob",
+        &[
+            "--server_hrn",
+            "planetlab.us",
+            "--credfile",
+            "bob.cred",
+            "listSlices",
+        ],
+        1,
+    );
     assert!(
         err.contains("fault -32601") && err.contains("to a node; check --server"),
         "{err}"

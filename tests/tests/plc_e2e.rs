@@ -179,7 +179,7 @@ async fn genicli_runs_the_canonical_flow_against_a_real_plc_and_node() {
         genicli(&home, &args)
     };
     let plc = |rest: &[&str]| at(&plc_url, rest);
-    let node = |rest: &[&str]| at(&node_url, rest);
+    let node = |rest: &[&str]| at(&node_url, &[&["--server_hrn", NODE], rest].concat());
 
     // Self-credential, with nothing but the key.
     let out = plc(&[

@@ -40,6 +40,8 @@ pub struct Options {
     pub json: bool,
     pub trusted_roots: Option<PathBuf>,
     pub server_gid: Option<PathBuf>,
+    /// The hrn the server's GID must carry (checked with `--trusted_roots`).
+    pub server_hrn: Option<Hrn>,
     pub danger_accept_any_server: bool,
     pub legacy_digests: bool,
     pub timeout: Duration,
@@ -145,6 +147,7 @@ impl Default for Options {
             json: false,
             trusted_roots: None,
             server_gid: None,
+            server_hrn: None,
             danger_accept_any_server: false,
             legacy_digests: false,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -192,7 +195,7 @@ impl Command {
 }
 
 /// Options that take a value.
-const VALUED: [&str; 15] = [
+const VALUED: [&str; 16] = [
     "username",
     "outfile",
     "credfile",
@@ -207,6 +210,7 @@ const VALUED: [&str; 15] = [
     "filter",
     "trusted_roots",
     "server_gid",
+    "server_hrn",
     "timeout",
 ];
 
@@ -316,6 +320,7 @@ fn set_option(o: &mut Options, name: &str, value: String) -> Result<(), CliError
         }
         "trusted_roots" => o.trusted_roots = Some(value.into()),
         "server_gid" => o.server_gid = Some(value.into()),
+        "server_hrn" => o.server_hrn = Some(hrn(&value)?),
         _ => {
             let secs: u64 = value
                 .parse()
@@ -498,6 +503,9 @@ options:
     --json           ... print the result (or the error) as one JSON object
     --trusted_roots  ... directory of root GIDs the server's GID must chain to [./trusted_roots]
     --server_gid     ... the server's own GID (or certificate): trust exactly its key
+    --server_hrn     ... the hrn the server's GID must carry under --trusted_roots [registry
+                         commands: any authority over --username; redeemTicket: the node the
+                         ticket names; other node commands: required]
     --danger_accept_any_server
                      ... trust whatever server answers (2008's behaviour; anyone on the path
                          can then pose as the server)
@@ -526,8 +534,11 @@ decides which methods are called, --server where they go.
 
 Server authentication: genicli talks only to a server that proves who it is. With --server_gid the
 server must hold exactly that GID's key; otherwise its certificate must be a GID that verifies
-against the roots in --trusted_roots (./trusted_roots when that directory exists). With neither,
-genicli refuses, unless --danger_accept_any_server says to trust any server.
+against the roots in --trusted_roots (./trusted_roots when that directory exists) and names the
+server genicli expects: --server_hrn when given; else, for the registry, an authority over
+--username; for redeemTicket, the node the ticket names; for the other node commands genicli asks
+for --server_hrn <node hrn>. With neither, genicli refuses, unless --danger_accept_any_server says
+to trust any server.
 
 Exit status: 0 success; 1 the server refused the operation (fault) or it could not be done;
 2 usage error; 3 a local file is missing or unusable; 4 the server could not be reached, did not

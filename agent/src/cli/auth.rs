@@ -4,8 +4,10 @@
 //! - `--server_gid FILE`: the server must hold exactly that GID's (or certificate's) key;
 //! - `--trusted_roots DIR` (default `./trusted_roots` when it exists): the server's certificate
 //!   chain must be a GID that verifies against those roots, as every node and the plc present
-//!   theirs. This says the server is a principal of the federation, not which one; pin with
-//!   `--server_gid` to say which;
+//!   theirs, *and* name the server genicli expects ([`Expected`]): `--server_hrn`, or for the
+//!   registry any authority over `--username` (the registry's own authority is one), or for
+//!   `redeemTicket` the node the ticket names. Verifying alone says only that the server is some
+//!   principal of the federation, any user included;
 //! - `--danger_accept_any_server`: 2008's behaviour, by name only.
 
 use std::fs;
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use geni_rpc::{ServerAuth, ServerCheck};
-use geni_trust::{Certificate, Gid, Policy, TrustedRoots, Verifier};
+use geni_trust::{Certificate, Gid, Hrn, Policy, TrustedRoots, Verifier};
 
 use super::args::{DEFAULT_TRUSTED_ROOTS, Options};
 use super::error::CliError;
@@ -25,8 +27,40 @@ pub struct ServerTrust {
     pub basis: String,
 }
 
-/// Picks the server authentication the options ask for; refuses when they ask for none.
-pub fn server_trust(o: &Options) -> Result<ServerTrust, CliError> {
+/// Which server a command expects to reach, when the server's GID is checked against the roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Exactly this hrn (`--server_hrn`, or the node a ticket names).
+    Exactly(Hrn),
+    /// An authority over this hrn (the registry, for `--username`).
+    AuthorityOf(Hrn),
+    /// Nothing known: `--server_hrn` is needed.
+    Unknown,
+}
+
+impl Expected {
+    fn admits(&self, server: &Hrn) -> bool {
+        match self {
+            Self::Exactly(h) => server == h,
+            Self::AuthorityOf(h) => server.is_authority_of(h),
+            Self::Unknown => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exactly(h) => write!(f, "{h}"),
+            Self::AuthorityOf(h) => write!(f, "an authority over {h}"),
+            Self::Unknown => f.write_str("an unknown server"),
+        }
+    }
+}
+
+/// Picks the server authentication the options ask for, for a command that expects `expected`
+/// (`--server_hrn` overrides it); refuses when they ask for none.
+pub fn server_trust(o: &Options, expected: Expected) -> Result<ServerTrust, CliError> {
     if o.danger_accept_any_server {
         if o.server_gid.is_some() || o.trusted_roots.is_some() {
             return Err(CliError::usage(
@@ -42,6 +76,10 @@ pub fn server_trust(o: &Options) -> Result<ServerTrust, CliError> {
     if let Some(path) = &o.server_gid {
         return pinned(path);
     }
+    let expected = match &o.server_hrn {
+        Some(h) => Expected::Exactly(h.clone()),
+        None => expected,
+    };
     let dir = match &o.trusted_roots {
         Some(dir) => dir.clone(),
         None => {
@@ -64,7 +102,7 @@ pub fn server_trust(o: &Options) -> Result<ServerTrust, CliError> {
             dir
         }
     };
-    under_roots(&dir, o.legacy_digests)
+    under_roots(&dir, o, expected)
 }
 
 fn pinned(path: &Path) -> Result<ServerTrust, CliError> {
@@ -93,37 +131,48 @@ fn pinned(path: &Path) -> Result<ServerTrust, CliError> {
     })
 }
 
-fn under_roots(dir: &Path, legacy_digests: bool) -> Result<ServerTrust, CliError> {
+fn under_roots(dir: &Path, o: &Options, expected: Expected) -> Result<ServerTrust, CliError> {
     let roots = TrustedRoots::load_dir(dir).map_err(|e| {
         CliError::file(
             format!("trusted roots {}: {e}", dir.display()),
             Some("the directory must hold the root authority's GID as <hrn>.gid".to_owned()),
         )
     })?;
+    if expected == Expected::Unknown {
+        return Err(CliError::usage(format!(
+            "genicli does not know which node {} should be: give --server_hrn <the node's hrn> \
+             (or its GID with --server_gid); a GID that merely verifies could be anyone's",
+            o.server
+        )));
+    }
     let names: Vec<String> = roots.hrns().map(ToString::to_string).collect();
     let policy = Policy {
-        legacy_digests,
+        legacy_digests: o.legacy_digests,
         ..Policy::default()
     };
+    let basis = format!(
+        "the GID of {expected} under the trusted roots {} ({})",
+        names.join(", "),
+        dir.display()
+    );
     let check = GidUnderRoots {
         verifier: Verifier::new(roots, policy),
         dir: dir.to_owned(),
+        expected,
     };
     Ok(ServerTrust {
         auth: ServerAuth::Check(Arc::new(check)),
-        basis: format!(
-            "a GID under the trusted roots {} ({})",
-            names.join(", "),
-            dir.display()
-        ),
+        basis,
     })
 }
 
-/// The server's chain must be a GID that verifies against the roots.
+/// The server's chain must be a GID that verifies against the roots and names the expected
+/// server.
 #[derive(Debug)]
 struct GidUnderRoots {
     verifier: Verifier,
     dir: PathBuf,
+    expected: Expected,
 }
 
 impl ServerCheck for GidUnderRoots {
@@ -146,6 +195,14 @@ impl ServerCheck for GidUnderRoots {
                 self.dir.display()
             )
         })?;
+        if !self.expected.admits(gid.hrn()) {
+            return Err(format!(
+                "the server presented the GID of {}, not of {}: it is a principal of the \
+                 federation but not the server expected (give --server_hrn if that is wrong)",
+                gid.hrn(),
+                self.expected
+            ));
+        }
         tracing::debug!(server = %gid.hrn(), "Server GID verified");
         Ok(())
     }

@@ -8,7 +8,7 @@ use geni_xmlrpc::{Struct, Value};
 use serde_json::{Value as Json, json};
 
 use super::args::{Command, HELP, Invocation, Options, SliceOp};
-use super::auth::server_trust;
+use super::auth::{Expected, server_trust};
 use super::error::CliError;
 use super::files::{self, Files, Wire};
 use super::record::Record;
@@ -46,13 +46,13 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             ))
         }
         Command::Resolve { hrn } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "resolve")?;
             let records = session.resolve(&cred.text, hrn).await?;
             Ok(records_outcome(&records, parents, false, true))
         }
         Command::GetCredential { kind, hrn } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let got = match caller_credential_or_self(&files)? {
                 Some(cred) => session.get_credential(&cred.text, *kind, hrn).await?,
                 None => session.get_self_credential(*kind, hrn).await?,
@@ -60,7 +60,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             credential_outcome(o, &got, parents)
         }
         Command::List { hrn } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "list")?;
             let mut records = session.list(&cred.text, hrn.as_ref()).await?;
             if records.is_empty() {
@@ -72,7 +72,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             Ok(records_outcome(&records, parents, o.short, false))
         }
         Command::CreateGid { hrn, uuid, pubkey } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "createGid")?;
             let key = PublicKey::load(pubkey).map_err(|e| {
                 CliError::file(
@@ -92,7 +92,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
         }
         Command::Register { kind, hrn, gid } => {
             let geni_info = register_info(o, *kind)?;
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "register")?;
             let gid_file = files::load_gid(gid)?;
             if gid_file.value.hrn() != hrn {
@@ -108,7 +108,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             gid_outcome(o, &registered, parents)
         }
         Command::Remove { kind, hrn } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "remove")?;
             let matching = matching_records(&session, &cred.text, *kind, hrn).await?;
             let mut human = String::new();
@@ -122,7 +122,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             ))
         }
         Command::Update { kind, hrn } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "update")?;
             let matching = matching_records(&session, &cred.text, *kind, hrn).await?;
             let mut human = String::new();
@@ -144,7 +144,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             ))
         }
         Command::GetTicket { hrn, node } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, registry(o)?)?;
             let cred = need_credential(&files, "getTicket")?;
             let ticket = session.get_ticket(&cred.text, hrn, node.as_ref()).await?;
             save(o, &ticket.text)?;
@@ -157,8 +157,13 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             let path = ticket.as_ref().or(o.ticketfile.as_ref()).ok_or_else(|| {
                 CliError::usage("redeemTicket needs the ticket: --ticketfile <filename>")
             })?;
-            let session = connect(o, &files, notes)?;
             let ticket = files::load_ticket(path)?;
+            // The node the ticket is for, when it names one.
+            let node = ticket
+                .value
+                .target()
+                .map_or(Expected::Unknown, |t| Expected::Exactly(t.clone()));
+            let session = connect(o, &files, notes, node)?;
             match session.redeem_ticket(&ticket.text).await? {
                 Some(sliver) => credential_outcome(o, &sliver, parents),
                 None => Ok(Outcome::new("RESULT: None\n".to_owned(), Json::Null)),
@@ -166,7 +171,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
         }
         Command::Slice { op, hrn } => {
             let name = inv.command.name();
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, Expected::Unknown)?;
             let cred = need_credential(&files, name)?;
             let value = session.slice_op(*op, &cred.text, hrn.as_ref()).await?;
             let target = hrn
@@ -184,7 +189,7 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
             ))
         }
         Command::ListSlices { hrn } => {
-            let session = connect(o, &files, notes)?;
+            let session = connect(o, &files, notes, Expected::Unknown)?;
             let cred = need_credential(&files, "listSlices")?;
             let slivers = session.list_slices(&cred.text, hrn.as_ref()).await?;
             let names: Vec<String> = slivers.iter().map(dump::sliver_name).collect();
@@ -200,9 +205,24 @@ pub async fn execute(inv: &Invocation, notes: &mut dyn Write) -> Result<Outcome,
     }
 }
 
-/// A session with `--server`, after the key, the client certificate and server trust are in
-/// order.
-pub fn connect(o: &Options, files: &Files, notes: &mut dyn Write) -> Result<Session, CliError> {
+/// What a registry command expects at `--server`: an authority over the user (the registry's
+/// own authority is one; no user, slice or node GID is).
+fn registry(o: &Options) -> Result<Expected, CliError> {
+    let user = o
+        .username
+        .parse()
+        .map_err(|e| CliError::usage(format!("--username {}: {e}", o.username)))?;
+    Ok(Expected::AuthorityOf(user))
+}
+
+/// A session with `--server` expected to be `expected`, after the key, the client certificate
+/// and server trust are in order.
+pub fn connect(
+    o: &Options,
+    files: &Files,
+    notes: &mut dyn Write,
+    expected: Expected,
+) -> Result<Session, CliError> {
     let (identity, created) = files.client_identity()?;
     if created {
         let _ = writeln!(
@@ -211,7 +231,7 @@ pub fn connect(o: &Options, files: &Files, notes: &mut dyn Write) -> Result<Sess
             files.cert.display()
         );
     }
-    let trust = server_trust(o)?;
+    let trust = server_trust(o, expected)?;
     tracing::debug!(server = %o.server, trust = %trust.basis, "Connecting");
     Session::new(&o.server, identity, trust.auth, o.timeout)
 }

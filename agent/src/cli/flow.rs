@@ -78,7 +78,12 @@ impl Flow {
             v
         };
         let plc = |rest: &[&str]| on(&self.plc_url, rest);
-        let node = |rest: &[&str]| on(&self.node_url, rest);
+        // A GID that merely verifies could be anyone's: the node commands name the node.
+        let node = |rest: &[&str]| {
+            let mut with = vec!["--server_hrn", self.node.as_str()];
+            with.extend_from_slice(rest);
+            on(&self.node_url, &with)
+        };
         let user_cred = f(&format!("{user}.cred"));
         let sa_cred = f(&sa);
         let slice_key = f(&format!("{slice}.pkey"));
