@@ -9,6 +9,7 @@
 
 mod auth;
 mod authority;
+mod daemon;
 mod demo;
 mod node;
 mod notify;

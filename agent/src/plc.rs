@@ -26,12 +26,15 @@ mod import;
 mod list;
 mod names;
 mod noop;
+mod open;
 mod plcapi;
+mod provision;
 mod record;
 mod register;
 mod remove;
 mod resolve;
 mod run;
+mod serve;
 mod store;
 mod update;
 

@@ -157,7 +157,7 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         roots_dir: c.trusted_roots.clone(),
         config_file,
     };
-    tokio::spawn(signals(stop, live));
+    tokio::spawn(crate::daemon::signals(stop, move || live.reload()));
     crate::notify::ready();
     server.serve().await?;
     tracing::info!("Node stopped");
@@ -207,14 +207,7 @@ struct Live {
 
 impl Live {
     fn reload(&self) {
-        crate::notify::reloading();
-        match TrustedRoots::load_dir(&self.roots_dir) {
-            Ok(roots) => {
-                tracing::info!(roots = roots.len(), "Trusted roots reloaded");
-                self.verifier.replace_roots(roots);
-            }
-            Err(e) => tracing::error!(error = %e, "Reload failed; keeping the roots in use"),
-        }
+        crate::daemon::reload_roots(&self.verifier, &self.roots_dir);
         // Only reboot_command changes live; listen address, identity, state and backend are
         // bound at start, and a changed value there takes a restart.
         match config::load(self.config_file.as_deref()) {
@@ -236,30 +229,7 @@ impl Live {
                 );
             }
         }
-        crate::notify::reloaded();
     }
-}
-
-async fn signals(stop: geni_rpc::ShutdownHandle, live: Live) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop the node with SIGKILL");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => live.reload(),
-        }
-    }
-    crate::notify::stopping();
-    tracing::info!("Stopping: finishing calls in flight");
-    stop.shutdown();
 }
 
 /// Opens the configured sliver backend; for `nodemanager`, also starts the loop that re-delivers
