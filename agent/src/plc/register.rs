@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::{Hrn, Operation, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename};
 use geni_xmlrpc::{Struct, Value};
 
@@ -24,49 +24,49 @@ use super::provision::{self, NewNode, NewPerson, NewSlice, ProvisionError, SiteS
 use super::record::RecordDict;
 use super::{Registry, plc_fault, require_permission, store_fault};
 
+pub(super) const NAME: &str = "register";
+
 pub(super) const HELP: &str = "register(credential, record): adds the record {name, type, gid, \
      geni_info} and its PLC object under an authority the credential holds; returns its GID. \
      Needs register (authority rights).";
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let [Value::String(credential), record] = params.as_slice() else {
-            return Err(RpcError::invalid_params(
-                "register",
-                "takes a credential and a record struct",
-            ));
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::Register)?;
-        let dict = RecordDict::parse("register", record)?;
-        let Some(authority) = dict.name.authority() else {
-            return Err(RpcError::invalid_params(
-                "register",
-                format!(
-                    "{} is a top-level name; the root authority is made by `geni-agent plc init`",
-                    dict.name
-                ),
-            ));
-        };
-        registry.require_ours(&dict.name)?;
-        require_permission(&verified, &authority)?;
-        let gid = match dict.kind {
-            RecordType::Sa | RecordType::Ma => register_authority(&registry, &dict).await?,
-            RecordType::Slice => register_slice(&registry, &dict).await?,
-            RecordType::User => register_user(&registry, &dict, &authority).await?,
-            RecordType::Node => register_node(&registry, &dict, &authority).await?,
-        };
-        tracing::info!(
-            caller = %verified.caller().hrn(),
-            hrn = %dict.name,
-            kind = %dict.kind,
-            "Record registered"
-        );
-        Ok(Value::String(gid))
-    })
+) -> Result<Value, RpcError> {
+    let [Value::String(credential), record] = params.as_slice() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            "takes a credential and a record struct",
+        ));
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::Register)?;
+    let dict = RecordDict::parse("register", record)?;
+    let Some(authority) = dict.name.authority() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            format!(
+                "{} is a top-level name; the root authority is made by `geni-agent plc init`",
+                dict.name
+            ),
+        ));
+    };
+    registry.require_ours(&dict.name)?;
+    require_permission(&verified, &authority)?;
+    let gid = match dict.kind {
+        RecordType::Sa | RecordType::Ma => register_authority(&registry, &dict).await?,
+        RecordType::Slice => register_slice(&registry, &dict).await?,
+        RecordType::User => register_user(&registry, &dict, &authority).await?,
+        RecordType::Node => register_node(&registry, &dict, &authority).await?,
+    };
+    tracing::info!(
+        caller = %verified.caller().hrn(),
+        hrn = %dict.name,
+        kind = %dict.kind,
+        "Record registered"
+    );
+    Ok(Value::String(gid))
 }
 
 /// The caller's GID for a user, slice or node record: it must verify and name the record.
@@ -76,7 +76,7 @@ fn principal_gid<B: PlcBackend>(
 ) -> Result<String, RpcError> {
     let Some(text) = &dict.gid else {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             format!(
                 "a {} record needs its gid (make one with create_gid)",
                 dict.kind
@@ -86,7 +86,7 @@ fn principal_gid<B: PlcBackend>(
     let verified = registry.verifier.verify_gid_str(text)?;
     if verified.hrn() != &dict.name {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             format!("the gid is for {}, not for {}", verified.hrn(), dict.name),
         ));
     }
@@ -183,7 +183,7 @@ async fn register_user<B: PlcBackend>(
     let gid = principal_gid(registry, dict)?;
     let Some(email) = dict.geni_str("register", "email")? else {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             "a user record needs geni_info.email",
         ));
     };
@@ -212,7 +212,7 @@ async fn register_node<B: PlcBackend>(
     let gid = principal_gid(registry, dict)?;
     let Some(dns) = dict.geni_str("register", "dns")? else {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             "a node record needs geni_info.dns (its hostname)",
         ));
     };
