@@ -78,7 +78,7 @@ pub(crate) struct Slice {
 
 /// PLCAPI `GetNodes` row.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub(crate) struct PlcNode {
     pub(crate) node_id: i64,
     pub(crate) site_id: i64,
     pub(crate) hostname: String,
@@ -135,7 +135,7 @@ pub(crate) trait PlcBackend: Send + Sync {
     fn get_persons(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Person>>> + Send;
     fn get_keys(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Key>>> + Send;
     fn get_slices(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Slice>>> + Send;
-    fn get_nodes(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Node>>> + Send;
+    fn get_nodes(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<PlcNode>>> + Send;
     /// Every attribute row of one slice, global and node-specific.
     fn get_slice_attributes(
         &self,

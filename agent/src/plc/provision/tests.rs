@@ -11,7 +11,9 @@ use geni_trust::{Hierarchy, Keypair, Policy, PublicKey, TrustedRoots, Verifier};
 
 use super::*;
 use crate::plc::authorities::Authorities;
-use crate::plc::backend::{InitScript, Key, Node, Person, PlcResult, Site, Slice, SliceAttribute};
+use crate::plc::backend::{
+    InitScript, Key, Person, PlcNode, PlcResult, Site, Slice, SliceAttribute,
+};
 use crate::plc::db::{Db, sqlite_url};
 use crate::plc::embedded::Embedded;
 use crate::plc::store::Store;
@@ -55,7 +57,7 @@ impl PlcBackend for Faulty {
     async fn get_slices(&self, lookup: Lookup) -> PlcResult<Vec<Slice>> {
         self.inner.get_slices(lookup).await
     }
-    async fn get_nodes(&self, lookup: Lookup) -> PlcResult<Vec<Node>> {
+    async fn get_nodes(&self, lookup: Lookup) -> PlcResult<Vec<PlcNode>> {
         self.inner.get_nodes(lookup).await
     }
     async fn get_slice_attributes(&self, slice_id: i64) -> PlcResult<Vec<SliceAttribute>> {
