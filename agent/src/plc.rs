@@ -255,28 +255,24 @@ pub(crate) fn type_arg(method: &str, value: &Value) -> Result<RecordType, RpcErr
     }
 }
 
-/// The one mapping from PLC backend errors to protocol errors.
+/// The one mapping from PLC backend errors to protocol errors. PLC's refusals and missing rows
+/// are the caller's to read; an unreachable PLC, a failed database or a malformed answer is ours,
+/// and its cause (addresses, driver text) goes to the log, never to the peer.
 pub(crate) fn plc_fault(e: PlcError) -> RpcError {
     match e {
         PlcError::Refused { code, message } => {
             RpcError::Failed(format!("PLC refused ({code}): {message}"))
         }
         PlcError::NotFound { what } => RpcError::NotFound(format!("PLC {what}")),
-        PlcError::Unavailable(why) => {
-            tracing::error!(error = %why, "PLC unavailable");
-            RpcError::Failed(format!(
-                "PLC is unavailable ({why}); nothing was changed as far as the registry knows, \
-                 try again later"
-            ))
-        }
-        PlcError::Malformed { what } => {
-            tracing::error!(what = %what, "PLC answered a malformed value");
-            RpcError::Failed(format!("PLC answered a malformed value ({what})"))
+        e @ (PlcError::Malformed { .. } | PlcError::Unavailable(_)) => {
+            tracing::error!(error = %e, "PLC backend failure");
+            RpcError::Internal(e.to_string())
         }
     }
 }
 
-/// The one mapping from record store errors to protocol errors.
+/// The one mapping from record store errors to protocol errors: a duplicate is the caller's,
+/// anything else is ours and goes to the log only.
 pub(crate) fn store_fault(e: StoreError) -> RpcError {
     match e {
         StoreError::Exists(what) => RpcError::Exists(what),
