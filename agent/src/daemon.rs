@@ -10,9 +10,13 @@ use std::path::Path;
 use geni_rpc::ShutdownHandle;
 use geni_trust::{TrustedRoots, Verifier};
 
-/// Waits for signals until SIGTERM or SIGINT, then tells systemd and stops the server. Each
-/// SIGHUP runs `on_hup`, which logs its own failures and keeps what is in use when one fails.
-pub(crate) async fn signals(stop: ShutdownHandle, on_hup: impl Fn()) {
+/// Installs the daemon's signal handlers, then watches them on a task of its own until SIGTERM or
+/// SIGINT, when it tells systemd and stops the server. Each SIGHUP runs `on_hup`, which logs its
+/// own failures and keeps what is in use when one fails.
+///
+/// The handlers are in place when this returns, so call it before READY=1: systemd may send a
+/// reload at once, and an unhandled SIGHUP would end the process.
+pub(crate) fn signals(stop: ShutdownHandle, on_hup: impl Fn() + Send + 'static) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -22,20 +26,22 @@ pub(crate) async fn signals(stop: ShutdownHandle, on_hup: impl Fn()) {
         tracing::error!("Cannot install signal handlers; stop the daemon with SIGKILL");
         return;
     };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                crate::notify::reloading();
-                on_hup();
-                crate::notify::reloaded();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    crate::notify::reloading();
+                    on_hup();
+                    crate::notify::reloaded();
+                }
             }
         }
-    }
-    crate::notify::stopping();
-    tracing::info!("Stopping: finishing calls in flight");
-    stop.shutdown();
+        crate::notify::stopping();
+        tracing::info!("Stopping: finishing calls in flight");
+        stop.shutdown();
+    });
 }
 
 /// Replaces `verifier`'s roots with those in `dir`; an unreadable directory keeps the roots in

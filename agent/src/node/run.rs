@@ -146,10 +146,6 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         backend = %c.backend,
         "Node serving"
     );
-    // Scripts (and the end-to-end tests) wait for this line to know the port.
-    if let Some(addr) = server.local_addr() {
-        println!("listening on {addr}");
-    }
     let stop = server.shutdown_handle();
     let live = Live {
         verifier: Arc::clone(&verifier),
@@ -157,7 +153,12 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         roots_dir: c.trusted_roots.clone(),
         config_file,
     };
-    tokio::spawn(crate::daemon::signals(stop, move || live.reload()));
+    crate::daemon::signals(stop, move || live.reload());
+    // Only now: a SIGHUP sent as soon as the node says it is up must find its handler.
+    // Scripts (and the end-to-end tests) wait for this line to know the port.
+    if let Some(addr) = server.local_addr() {
+        println!("listening on {addr}");
+    }
     crate::notify::ready();
     server.serve().await?;
     tracing::info!("Node stopped");

@@ -41,18 +41,16 @@ impl RegistryTask for Serve {
             database = %db::redact(&config.database),
             "Registry serving"
         );
+        // Before anything says the registry is up: a SIGHUP from then on must find its handler.
+        let verifier = Arc::clone(&registry.verifier);
+        let roots_dir = config.trusted_roots.clone();
+        crate::daemon::signals(server.shutdown_handle(), move || {
+            crate::daemon::reload_roots(&verifier, &roots_dir);
+        });
         // Scripts (and the end-to-end tests) wait for this line to know the port.
         if let Some(addr) = server.local_addr() {
             println!("listening on {addr}");
         }
-        let verifier = Arc::clone(&registry.verifier);
-        let roots_dir = config.trusted_roots.clone();
-        tokio::spawn(crate::daemon::signals(
-            server.shutdown_handle(),
-            move || {
-                crate::daemon::reload_roots(&verifier, &roots_dir);
-            },
-        ));
         crate::notify::ready();
         server.serve().await?;
         tracing::info!("Registry stopped");
