@@ -3,7 +3,7 @@
 //! driver's text or a path on the server; the cause is for the server's log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::path::Path;
 

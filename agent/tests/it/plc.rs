@@ -8,7 +8,7 @@
 //! its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,11 +1,11 @@
-//! The `nodemanager` backend against the NodeManager test double (`support/nm_double.rs`):
+//! The `nodemanager` backend against the NodeManager test double (`geni_tests::nm_double`):
 //! identities per call (AdminTicket as the admin account, sliver calls as the sliver's uid through
 //! the connect helper), NM's record rules, every fault code, the Python 3 NM's dropped
 //! connection, and the reconcile loop after a PLC sync. These tests need root (they create
 //! accounts and switch uid); elsewhere they print "skipping" and pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
