@@ -54,6 +54,9 @@ use tokio::sync::Mutex;
 use self::cgroup::Cgroups;
 use self::files::Home;
 use self::process::{Launch, Limits, ProcId};
+/// Crash-safe replacement of a small file (temp, fsync, rename, fsync dir), for the node's other
+/// state beside the slivers'.
+pub use self::state::write_atomic;
 use self::state::{STATE_FILE, Sliver, Slivers, lock_state_dir};
 use crate::{
     BoxFuture, NmError, SliverManager, SliverName, SliverRecord, SliverState, SliverStatus,
@@ -592,6 +595,7 @@ fn status_of(name: &SliverName, s: &Sliver) -> SliverStatus {
             .filter(|_| s.state == SliverState::Running)
             .map(|p| p.pid),
         timestamp: s.record.timestamp,
+        slice: s.record.slice.clone(),
         expires: s.record.expires,
     }
 }

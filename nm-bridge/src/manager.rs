@@ -37,6 +37,8 @@ pub struct SliverStatus {
     pub timestamp: f64,
     /// Seconds since the epoch after which the sliver may be removed.
     pub expires: i64,
+    /// The slice's full hrn ([`crate::SliverRecord::slice`]); empty when no ticket made it.
+    pub slice: String,
 }
 
 /// Makes and manages slivers on this node.

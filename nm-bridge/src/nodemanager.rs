@@ -8,9 +8,18 @@
 //! GetRecord go as the sliver's own account, or as the one account its `delegations` tag names.
 //! The connection for another uid is made by a short-lived helper process ([`connect_helper_main`]),
 //! never by forking this multi-threaded process. NM's periodic PLC sync removes locally delivered
-//! records that PLC does not list (§3.5). So the backend keeps its own crash-safe record of what it
-//! redeemed (`state`), and a reconcile loop ([`NodeManagerBackend::spawn_reconcile`]) re-delivers
-//! what NM dropped until the ticket expires.
+//! records that PLC does not list (§3.5), and NM7 restarts with an empty database, answering fault
+//! 102 for every sliver until its first PLC sync (§2.3, §3.4). So the backend keeps its own
+//! crash-safe record of what it redeemed (`state`). A reconcile loop
+//! ([`NodeManagerBackend::spawn_reconcile`]) compares it with both of NM's views, its accounts
+//! (`GetXIDs`, from passwd) and its records (`GetSSHKeys`, from its database), re-delivers what NM
+//! lacks until the ticket expires, and then destroys the sliver in NM. A sliver call that meets
+//! NM's "no record" fault re-delivers and retries once.
+//!
+//! Every `AdminTicket` ends in NM's `sync()`, which destroys each sliver account its database has
+//! no record for. While a restarted NM7 has an empty database, that would wipe every other sliver
+//! on the node, so each delivery also carries the records NM lost: ours as we last delivered
+//! them, and a harmless stand-in for each sliver we do not hold (`ticket::Batch::placeholder`).
 //!
 //! Where NM behaves differently from the trait's wording, NM wins, and each method says how: NM
 //! starts a sliver as soon as it is delivered, and its `ReCreate` restarts without re-imaging.
@@ -20,7 +29,7 @@ mod faults;
 mod state;
 mod ticket;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -177,61 +186,154 @@ impl NodeManagerBackend {
         }
     }
 
-    /// One reconcile pass. Records whose ticket has expired are forgotten; NM drops them
-    /// itself. Every other record that `GetXIDs` no longer lists is delivered again with a fresh
-    /// timestamp. Returns how many were re-delivered. When some re-deliveries fail, the others
-    /// are still made, each failure is logged, and the first one is returned.
+    /// NM's `GetSSHKeys`: the newline-joined keys of every record in NM's database. Anyone may
+    /// call it, so it goes as this process.
+    pub async fn ssh_keys(&self) -> Result<BTreeMap<String, String>, NmError> {
+        let me = connect::this_process();
+        match self.call(&me, None, "GetSSHKeys", Vec::new()).await? {
+            Value::Struct(s) => Ok(s
+                .iter()
+                .map(|(name, keys)| {
+                    (
+                        name.to_owned(),
+                        keys.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()),
+            other => Err(NmError::Transport(format!(
+                "NodeManager answered GetSSHKeys with a {}, not a struct",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// One reconcile pass, under the lock `create` and `destroy` take.
+    ///
+    /// First, every redeemed sliver whose ticket has not expired and that NM lacks, either its
+    /// account (a PLC sync removed it) or its record (NM7 restarted, §3.4), is delivered again
+    /// with a fresh timestamp. One the researcher had stopped is stopped again, since NM starts
+    /// what it (re-)creates. Then every sliver whose ticket has expired is destroyed in NM and
+    /// forgotten: NM would drop it only at its own next sync, which a restarted NM7 cut off from
+    /// PLC never has. Returns how many were re-delivered. A failure for one sliver does not stop
+    /// the others; each is logged, and the first is returned.
     pub async fn reconcile_once(&self) -> Result<usize, NmError> {
         let mut slivers = self.slivers.lock().await;
+        if slivers.is_empty() {
+            return Ok(0);
+        }
         let now = now();
+        let mut delivered = 0;
+        let mut first_error = None;
+        for (_, outcome) in self.recover(&mut slivers, now).await? {
+            match outcome {
+                Ok(()) => delivered += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         let expired: Vec<SliverName> = slivers
             .values()
             .filter(|s| is_past(s.record.expires, now))
             .map(|s| s.record.name.clone())
             .collect();
         for name in expired {
-            tracing::info!(sliver = %name, "ticket expired: no longer delivered to NodeManager");
-            self.forget(&mut slivers, &name).await?;
-        }
-        if slivers.is_empty() {
-            return Ok(0);
-        }
-        let xids = self.xids().await?;
-        let missing: Vec<SliverName> = slivers
-            .keys()
-            .filter(|name| !xids.contains_key(name.as_str()))
-            .cloned()
-            .collect();
-        let mut delivered = 0;
-        let mut first_error = None;
-        for name in missing {
-            let Some(stored) = slivers.get_mut(&name) else {
-                continue;
-            };
-            let at = delivery_stamp(stored.record.timestamp, Some(stored.delivered));
-            match self
-                .deliver(&stored.record, at, stored.record.expires)
-                .await
-            {
-                Ok(()) => {
-                    stored.delivered = at;
-                    // NM starts what it (re-)creates.
-                    stored.state = SliverState::Running;
-                    let copy = stored.clone();
-                    self.persist(copy).await?;
-                    delivered += 1;
-                    tracing::info!(sliver = %name, "re-delivered to NodeManager after its PLC sync removed it");
-                }
-                Err(e) => {
-                    tracing::warn!(sliver = %name, error = %e, "re-delivering to NodeManager failed");
-                    first_error.get_or_insert(e);
-                }
+            tracing::info!(sliver = %name, "ticket expired: destroying the sliver in NodeManager");
+            if let Err(e) = self.destroy_locked(&mut slivers, &name).await {
+                tracing::warn!(sliver = %name, error = %e, "destroying an expired sliver failed");
+                first_error.get_or_insert(e);
             }
         }
         match first_error {
             Some(e) => Err(e),
             None => Ok(delivered),
         }
+    }
+
+    /// Delivers again every held, unexpired sliver NM lacks (its account or its record), each in
+    /// an `AdminTicket` of its own so that NM `Create`s it (NM creates only a batch's first
+    /// sliver), and stops again those the researcher had stopped. Returns each re-delivered
+    /// sliver's outcome; fails as a whole only when NM's views cannot be read.
+    async fn recover(
+        &self,
+        slivers: &mut BTreeMap<SliverName, Stored>,
+        now: f64,
+    ) -> Result<Vec<(SliverName, Result<(), NmError>)>, NmError> {
+        if slivers.values().all(|s| is_past(s.record.expires, now)) {
+            return Ok(Vec::new());
+        }
+        let view = self.view().await?;
+        let missing: Vec<SliverName> = slivers
+            .values()
+            .filter(|s| !is_past(s.record.expires, now) && !view.holds(s.record.name.as_str()))
+            .map(|s| s.record.name.clone())
+            .collect();
+        let mut outcomes = Vec::new();
+        for name in missing {
+            let Some(stored) = slivers.get(&name) else {
+                continue;
+            };
+            let at = delivery_stamp(stored.record.timestamp, Some(stored.delivered));
+            let batch = [(&stored.record, at, stored.record.expires)];
+            let mut outcome = self.deliver(slivers, &batch).await;
+            if outcome.is_ok() {
+                outcome = self.after_redelivery(slivers, &name, at).await;
+            }
+            match &outcome {
+                Ok(()) => tracing::info!(
+                    sliver = %name,
+                    "re-delivered to NodeManager, which had lost it (PLC sync or restart)"
+                ),
+                Err(e) => {
+                    tracing::warn!(sliver = %name, error = %e, "re-delivering to NodeManager failed");
+                }
+            }
+            outcomes.push((name, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    /// Records a re-delivery stamped `at`. NM starts what it (re-)creates, so a sliver the
+    /// researcher had stopped is stopped again at once.
+    async fn after_redelivery(
+        &self,
+        slivers: &mut BTreeMap<SliverName, Stored>,
+        name: &SliverName,
+        at: f64,
+    ) -> Result<(), NmError> {
+        let Some(stored) = slivers.get_mut(name) else {
+            return Ok(());
+        };
+        stored.delivered = at;
+        let stop = stored.state == SliverState::Stopped;
+        if !stop {
+            stored.state = SliverState::Running;
+        }
+        let copy = stored.clone();
+        self.persist(copy.clone()).await?;
+        if stop {
+            let delegate = delegate_of(&copy.record);
+            self.sliver_call(name, "Stop", delegate.as_deref()).await?;
+            tracing::info!(sliver = %name, "stopped again after re-delivery, as it was");
+        }
+        Ok(())
+    }
+
+    /// Re-delivers `name` if NM lacks it; the error is that sliver's own.
+    async fn recover_one(&self, name: &SliverName) -> Result<(), NmError> {
+        let mut slivers = self.slivers.lock().await;
+        let outcomes = self.recover(&mut slivers, now()).await?;
+        match outcomes.into_iter().find(|(n, _)| n == name) {
+            Some((_, outcome)) => outcome,
+            None => Ok(()),
+        }
+    }
+
+    /// NM's two views of its slivers, each readable by anyone.
+    async fn view(&self) -> Result<View, NmError> {
+        let accounts = self.xids().await?;
+        let records = self.ssh_keys().await?.into_keys().collect();
+        Ok(View { accounts, records })
     }
 
     /// Runs [`Self::reconcile_once`] now and then every `reconcile_every`, logging the outcome,
@@ -278,7 +380,8 @@ impl NodeManagerBackend {
             });
         }
         let at = delivery_stamp(record.timestamp, previous.map(|p| p.delivered));
-        self.deliver(&record, at, record.expires).await?;
+        self.deliver(&slivers, &[(&record, at, record.expires)])
+            .await?;
         tracing::info!(sliver = %record.name, "delivered to NodeManager");
         let stored = Stored {
             record,
@@ -291,17 +394,44 @@ impl NodeManagerBackend {
     }
 
     /// Start, Stop or ReCreate as the sliver (or its delegate), then records `after`.
+    ///
+    /// For a sliver we hold and whose ticket has not expired, two faults of a restarted NM7 are
+    /// repaired and the call retried once: "no record" (102) re-delivers the sliver; "no account
+    /// object" (104, NM's record came back through a sync, but nothing `Create`d it since, §3.4)
+    /// calls `Create` as the sliver, which only delegated slivers may.
     async fn run(
         &self,
         name: &SliverName,
         method: &str,
         after: SliverState,
     ) -> Result<(), NmError> {
-        let delegate = {
+        let (delegate, live, delegated) = {
             let slivers = self.slivers.lock().await;
-            slivers.get(name).and_then(|s| delegate_of(&s.record))
+            match slivers.get(name) {
+                Some(s) => (
+                    delegate_of(&s.record),
+                    !is_past(s.record.expires, now()),
+                    s.record.instantiation == "delegated",
+                ),
+                None => (None, false, false),
+            }
         };
-        self.sliver_call(name, method, delegate.as_deref()).await?;
+        let delegate = delegate.as_deref();
+        match self.sliver_call(name, method, delegate).await {
+            Err(e) if live && faults::is_no_record(&e) => {
+                tracing::info!(sliver = %name, method, "NodeManager lost the record: re-delivering");
+                self.recover_one(name).await?;
+                self.sliver_call(name, method, delegate).await?;
+            }
+            Err(e) if live && delegated && faults::is_no_account_object(&e) => {
+                tracing::info!(sliver = %name, method, "NodeManager restarted: Create, then retry");
+                self.sliver_call(name, "Create", delegate).await?;
+                self.sliver_call(name, method, delegate).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         let mut slivers = self.slivers.lock().await;
         if let Some(stored) = slivers.get_mut(name)
             && stored.state != after
@@ -315,51 +445,64 @@ impl NodeManagerBackend {
 
     async fn destroy_sliver(&self, name: &SliverName) -> Result<(), NmError> {
         let mut slivers = self.slivers.lock().await;
+        self.destroy_locked(&mut slivers, name).await
+    }
+
+    /// Destroys `name` in NM and forgets it. A sliver NM no longer has is only forgotten; one we
+    /// never held is [`NmError::NotFound`]. NM's `Destroy` works for delegated slivers whose
+    /// record NM has; for a plc-instantiated one, or one whose record a restarted NM lost, an
+    /// already expired record is delivered instead.
+    async fn destroy_locked(
+        &self,
+        slivers: &mut BTreeMap<SliverName, Stored>,
+        name: &SliverName,
+    ) -> Result<(), NmError> {
         let known = slivers.get(name).cloned();
         if !self.xids().await?.contains_key(name.as_str()) {
             // NM has no such sliver (its PLC sync removed it, or it was never made): forgetting
             // our record is all that is left, and keeps the reconcile loop from reviving it.
             return match known {
-                Some(_) => self.forget(&mut slivers, name).await,
+                Some(_) => self.forget(slivers, name).await,
                 None => Err(NmError::NotFound(name.to_string())),
             };
         }
         let delegate = known.as_ref().and_then(|s| delegate_of(&s.record));
         match self.sliver_call(name, "Destroy", delegate.as_deref()).await {
             Ok(_) => {}
-            Err(NmError::NodeManager { code, message })
-                if message.contains(faults::ONLY_PLC_DESTROYS) =>
-            {
+            Err(e) if faults::says(&e, faults::ONLY_PLC_DESTROYS) || faults::is_no_record(&e) => {
                 let Some(stored) = known.as_ref() else {
-                    return Err(NmError::NodeManager { code, message });
+                    return Err(e);
                 };
-                self.expire_in_nm(stored).await?;
+                self.expire_in_nm(slivers, stored).await?;
             }
             Err(e) => return Err(e),
         }
-        self.forget(&mut slivers, name).await
+        self.forget(slivers, name).await
     }
 
-    /// Destroys a plc-instantiated sliver we delivered. NM's API has no call for that, but a
-    /// newer record that has already expired does it: NM drops the record in the `sync()` that
-    /// follows delivery and destroys the account. The call then faults because the record is
-    /// gone, which is expected (§7).
-    async fn expire_in_nm(&self, stored: &Stored) -> Result<(), NmError> {
+    /// Destroys a sliver we delivered where NM's `Destroy` cannot: a plc-instantiated one, or
+    /// one whose record a restarted NM lost. A newer record that has already expired does it: NM
+    /// drops the record in the `sync()` that follows delivery and destroys the account. The call
+    /// then faults because the record is gone, which is expected (§7).
+    async fn expire_in_nm(
+        &self,
+        held: &BTreeMap<SliverName, Stored>,
+        stored: &Stored,
+    ) -> Result<(), NmError> {
         let record = &stored.record;
         let name = &record.name;
         let at = delivery_stamp(record.timestamp, Some(stored.delivered));
-        match self.deliver(record, at, 0).await {
+        match self.deliver(held, &[(record, at, 0)]).await {
             Ok(()) => {}
-            Err(NmError::NodeManager { message, .. })
-                if message.contains(faults::NO_RECORD_AFTER_TICKET) => {}
+            Err(e) if faults::says(&e, faults::NO_RECORD_AFTER_TICKET) => {}
             Err(e) => return Err(e),
         }
         if self.xids().await?.contains_key(name.as_str()) {
             return Err(NmError::NodeManager {
                 code: 104,
                 message: format!(
-                    "Destroy of {name}: NodeManager refuses to destroy plc-instantiated slivers, \
-                     and it kept the sliver after an expired record was delivered"
+                    "Destroy of {name}: NodeManager's API destroys only delegated slivers whose \
+                     record it holds, and it kept the sliver after an expired record was delivered"
                 ),
             });
         }
@@ -410,16 +553,53 @@ impl NodeManagerBackend {
             pid: None,
             timestamp,
             expires: record.get("expires").and_then(Value::as_i64).unwrap_or(0),
+            slice: String::new(),
         })
     }
 
     // --- calls ---
 
-    /// Delivers `record` through `AdminTicket` as the admin account, stamped `at`, expiring at
-    /// `expires`.
-    async fn deliver(&self, record: &SliverRecord, at: f64, expires: i64) -> Result<(), NmError> {
-        let name = record.name.as_str();
-        let text = ticket::encode(ticket::batch(record, at, expires))?;
+    /// Delivers `batch` (record, stamp, expiry) in one `AdminTicket` as the admin account; NM
+    /// then `Create`s the first.
+    ///
+    /// The `sync()` NM runs after the delivery destroys every sliver account its database has no
+    /// record of. So the batch also carries, for each account NM lists without a record (a
+    /// restarted NM7, §3.4) that the batch does not cover: our own record when we hold the
+    /// sliver and its ticket is valid, with the stamp NM last had, so that it is neither newer
+    /// nor lost; nothing when its ticket has expired, so that NM removes it; and a stand-in
+    /// ([`ticket::Batch::placeholder`]) for a sliver we never held.
+    async fn deliver(
+        &self,
+        held: &BTreeMap<SliverName, Stored>,
+        batch: &[(&SliverRecord, f64, i64)],
+    ) -> Result<(), NmError> {
+        let Some(&(first, at, _)) = batch.first() else {
+            return Ok(());
+        };
+        let name = first.name.as_str();
+        let view = self.view().await?;
+        let mut data = ticket::Batch::new(at);
+        for &(record, at, expires) in batch {
+            data.sliver(record, at, expires);
+        }
+        let now = now();
+        let in_batch = |account: &str| batch.iter().any(|(r, ..)| r.name.as_str() == account);
+        for account in view.unrecorded().filter(|a| !in_batch(a)) {
+            match SliverName::parse(account).ok().and_then(|n| held.get(&n)) {
+                Some(s) if !is_past(s.record.expires, now) => {
+                    data.sliver(&s.record, s.delivered, s.record.expires);
+                }
+                Some(_) => {}
+                None => {
+                    tracing::info!(
+                        sliver = account,
+                        "delivering a stand-in record so that NodeManager's sync keeps the sliver"
+                    );
+                    data.placeholder(account);
+                }
+            }
+        }
+        let text = ticket::encode(data.into_data())?;
         let admin = self.account(&self.options.admin_account)?;
         match self
             .call(&admin, Some(name), "AdminTicket", vec![Value::String(text)])
@@ -550,7 +730,8 @@ impl SliverManager for NodeManagerBackend {
         Box::pin(self.create_record(record))
     }
 
-    /// NM's `Start` (configure, then start) as the sliver's account.
+    /// NM's `Start` (configure, then start) as the sliver's account. Like stop and reset, it
+    /// re-delivers a sliver a restarted NM has lost and retries once (see `run`).
     fn start<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, ()> {
         Box::pin(self.run(name, "Start", SliverState::Running))
     }
@@ -567,8 +748,11 @@ impl SliverManager for NodeManagerBackend {
     }
 
     /// NM's `Destroy` as the sliver's account (delegated slivers). A plc-instantiated sliver we
-    /// delivered is destroyed by delivering an already expired record. Our record is forgotten
-    /// either way, so the reconcile loop does not bring the sliver back.
+    /// delivered, or one whose record a restarted NM lost, is destroyed by delivering an already
+    /// expired record. Our record is forgotten either way, so the reconcile loop does not bring
+    /// the sliver back. The reconcile loop destroys expired slivers the same way, under the same
+    /// lock, so the node may call this for an expired sliver at any time: whichever comes second
+    /// finds nothing in NM or in our records, answers [`NmError::NotFound`] and changes nothing.
     fn destroy<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, ()> {
         Box::pin(self.destroy_sliver(name))
     }
@@ -584,6 +768,29 @@ impl SliverManager for NodeManagerBackend {
     /// deliver, the timestamp and expiry come from NM's own record (`GetRecord` as the sliver).
     fn status<'a>(&'a self, name: &'a SliverName) -> BoxFuture<'a, SliverStatus> {
         Box::pin(self.sliver_status(name))
+    }
+}
+
+/// What NodeManager holds: its sliver accounts (`GetXIDs`, read from passwd) and the names its
+/// database has records for (`GetSSHKeys`). They differ after an NM7 restart (§2.3, §3.4).
+#[derive(Debug)]
+struct View {
+    accounts: BTreeMap<String, i64>,
+    records: BTreeSet<String>,
+}
+
+impl View {
+    /// NM has both the sliver's account and its record.
+    fn holds(&self, name: &str) -> bool {
+        self.accounts.contains_key(name) && self.records.contains(name)
+    }
+
+    /// Sliver accounts NM has no record of: the next `sync()` destroys them.
+    fn unrecorded(&self) -> impl Iterator<Item = &str> {
+        self.accounts
+            .keys()
+            .filter(|name| !self.records.contains(*name))
+            .map(String::as_str)
     }
 }
 
@@ -620,6 +827,7 @@ fn status_of(name: SliverName, stored: Option<&Stored>) -> SliverStatus {
             pid: None,
             timestamp: s.record.timestamp,
             expires: s.record.expires,
+            slice: s.record.slice.clone(),
         },
         None => SliverStatus {
             name,
@@ -627,6 +835,7 @@ fn status_of(name: SliverName, stored: Option<&Stored>) -> SliverStatus {
             pid: None,
             timestamp: 0.0,
             expires: 0,
+            slice: String::new(),
         },
     }
 }

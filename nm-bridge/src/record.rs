@@ -53,6 +53,11 @@ pub struct SliverRecord {
     pub rspec: Rspec,
     /// The hrn that redeemed the ticket.
     pub caller: String,
+    /// The full hrn of the slice the sliver belongs to (the ticket's object): who may act on the
+    /// sliver is decided by this, never by `name`. Empty for a sliver no ticket made (one
+    /// NodeManager's own PLC sync created), which only an authority over the node may see.
+    #[serde(default)]
+    pub slice: String,
 }
 
 /// NodeManager's `DEFAULT_ALLOCATION` as the 2008 component used it (`sm.py`): bandwidths from
@@ -298,6 +303,7 @@ impl SliverRecord {
             expires,
             rspec: Rspec::from_ticket(rspec)?,
             caller: caller.to_owned(),
+            slice: String::new(),
         })
     }
 }

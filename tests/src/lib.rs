@@ -19,7 +19,7 @@ mod world;
 
 pub use world::{
     OtherNode, Principal, SCRIPT, World, alive, bin, fault_code, genicli_bin, hrn, listed,
-    node_files, principal, spawn_node, wait_until, write,
+    node_files, now, principal, spawn_node, wait_until, write,
 };
 
 // The double's state is behind a lock shared with its threads; what identifies one is its socket.

@@ -3,8 +3,12 @@
 //! call per connection), the caller's identity from SO_PEERCRED uid → passwd name, `_dispatch`'s
 //! order (§1.3), the method table with its quirks (§1.4), the fault codes and texts (faults
 //! raised inside a handler come back wrapped in 104), GetSlivers' record conversion,
-//! `deliver_record`, `set_min_timestamp` and `sync()` (§2.2, §2.3, §3.5), and a passwd-like
-//! registry of sliver accounts as the source of truth for `GetXIDs`.
+//! `deliver_record`, `set_min_timestamp` and `sync()` (§2.2, §2.3, §3.5), a passwd-like
+//! registry of sliver accounts as the source of truth for `GetXIDs`, and NM7's restart (§2.3,
+//! §3.4): the database comes back empty while accounts and containers stay, so every per-sliver
+//! call answers 102 until the next PLC sync or ticket delivers a record, and no Worker holds an
+//! account object until `ensure_created` runs for it. `AdminTicket` from any account but
+//! `<prefix>_sfacm` takes NM's ordinary path and is refused with 102, as NM7 does (§1.3, §1.4).
 //!
 //! Left out, as in the §5.3 harness: TCP, loans other than the empty list (the API cannot set
 //! others), reservable nodes, and re-imaging (needs_reimage is false without a slicefamily
@@ -150,6 +154,11 @@ impl NmDouble {
             .with("slivers", Value::Array(slivers));
         let result = self.nm().get_slivers(&Value::Struct(data), true);
         assert!(result.is_ok(), "PLC sync failed: {result:?}");
+    }
+
+    /// NodeManager 7 restarts: empty database, accounts and containers kept (see `Nm::restart`).
+    pub fn restart(&self) {
+        self.nm().restart();
     }
 
     /// Drops the next `n` connections without answering (the Python 3 NM's Unix-socket bug).

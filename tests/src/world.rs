@@ -390,7 +390,7 @@ pub fn fault_code(r: Result<Value, RpcError>) -> (i32, String) {
 
 pub async fn listed(c: &GeniClient, cred: &str) -> Vec<(String, String, Option<i64>)> {
     let v = c
-        .call("list_slices", vec![Value::from(cred)])
+        .call("list_slivers", vec![Value::from(cred)])
         .await
         .unwrap();
     v.as_array()
@@ -405,6 +405,12 @@ pub async fn listed(c: &GeniClient, cred: &str) -> Vec<(String, String, Option<i
             )
         })
         .collect()
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    use geni_trust::Clock;
+    geni_trust::SystemClock.now()
 }
 
 pub fn alive(pid: i64) -> bool {

@@ -9,9 +9,7 @@
 use geni_xmlrpc::{Struct, Value};
 
 use crate::cert::{CertSpec, Certificate, ChainForm, Memo};
-use crate::gid::{
-    Chained, chain_string, encode_payload, load_object, parse_object, payload_struct,
-};
+use crate::gid::{Chained, ObjectKind, chain_string, encode_payload, load_object, parse_object};
 use crate::{CertMode, Gid, Keypair, PublicKey, RightList, TrustError, Validity};
 
 /// A credential with its parent chain (parents re-read as credentials, as 2008 did).
@@ -51,22 +49,10 @@ impl Credential {
         memo: &mut Memo,
     ) -> Result<Self, TrustError> {
         let what = format!("credential {}", cert.subject());
-        let payload = cert
-            .xmlrpc_payload()
-            .ok_or_else(|| TrustError::decode(&what, "no credential payload in subjectAltName"))?;
-        let fields = payload_struct(payload, &what)?;
+        let fields = ObjectKind::expect(&cert, ObjectKind::Credential, &what)?;
         let caller = embedded_gid(&fields, "gidCaller", &what, memo)?;
         let object = embedded_gid(&fields, "gidObject", &what, memo)?;
-        let privileges = match fields.get("privileges") {
-            None | Some(Value::Nil) => RightList::default(),
-            Some(Value::String(s)) => s.parse()?,
-            Some(v) => {
-                return Err(TrustError::decode(
-                    &what,
-                    format!("privileges is a {}", v.type_name()),
-                ));
-            }
-        };
+        let privileges = privileges_of(&fields, &what)?;
         let delegate = flag(&fields, "delegate", &what)?;
         let lifetime = match fields.get("lifeTime") {
             None | Some(Value::Nil) => None,
@@ -224,6 +210,18 @@ pub(crate) fn embedded_gid(
 }
 
 /// A boolean member; 2008 read it with `dict.get(…, None)`, so absent or nil is false.
+/// The `privileges` member (2008 writes `None` for no rights).
+pub(crate) fn privileges_of(fields: &Struct, what: &str) -> Result<RightList, TrustError> {
+    match fields.get("privileges") {
+        None | Some(Value::Nil) => Ok(RightList::default()),
+        Some(Value::String(s)) => s.parse(),
+        Some(v) => Err(TrustError::decode(
+            what,
+            format!("privileges is a {}", v.type_name()),
+        )),
+    }
+}
+
 pub(crate) fn flag(fields: &Struct, name: &str, what: &str) -> Result<bool, TrustError> {
     match fields.get(name) {
         None | Some(Value::Nil) => Ok(false),

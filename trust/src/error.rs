@@ -84,8 +84,30 @@ pub enum VerifyError {
     },
     #[error("credential {subject} has no caller GID")]
     MissingCallerGid { subject: String },
-    #[error("{parent} did not allow delegation to {subject} (delegate bit not set)")]
-    MissingDelegateBit { subject: String, parent: String },
+    /// `holder` and `parent_holder` are the callers of the child and of its parent: a credential's
+    /// subject is its object's hrn, so child and parent usually share it.
+    #[error(
+        "{subject}: the parent credential {parent} held by {parent_holder} does not allow \
+         delegation (delegate bit not set), so it cannot be passed on to {holder}"
+    )]
+    MissingDelegateBit {
+        subject: String,
+        holder: String,
+        parent: String,
+        parent_holder: String,
+    },
+    /// Ticket rule: every parent in a ticket's chain is an authority's own ticket or credential
+    /// (caller = object, delegate bit, and the `authority` right on a credential), so that only
+    /// the authority hierarchy can issue tickets.
+    #[error(
+        "ticket {subject}: its parent {parent} is not an authority ticket or credential ({reason}); \
+         only the authority hierarchy issues tickets"
+    )]
+    NotAuthorityTicket {
+        subject: String,
+        parent: String,
+        reason: &'static str,
+    },
     #[error("{subject} has no object GID")]
     MissingObjectGid { subject: String },
     #[error("{subject} is not signed by its parent {parent}")]
@@ -182,6 +204,7 @@ impl VerifyError {
             Self::MissingCallerGid { .. } => "missing_caller_gid",
             Self::MissingDelegateBit { .. } => "missing_delegate_bit",
             Self::MissingObjectGid { .. } => "missing_object_gid",
+            Self::NotAuthorityTicket { .. } => "not_authority_ticket",
             Self::NotSignedByParent { .. } => "not_signed_by_parent",
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::ObjectOutsideAuthority { .. } => "object_outside_authority",

@@ -46,6 +46,11 @@ impl Gid {
             return Ok(g.clone());
         }
         let certs = split_chain(text, what, memo)?;
+        // The chain is built from the top down; say first what the leaf is when it is no GID
+        // ("this is a ticket, not a GID" rather than a complaint about its parent).
+        if let Some(leaf) = certs.first().filter(|c| c.xmlrpc_payload().is_some()) {
+            ObjectKind::expect(leaf, ObjectKind::Gid, what)?;
+        }
         let gid = chain_from(certs, Self::from_cert)?;
         memo.gids.insert(Box::from(text), gid.clone());
         Ok(gid)
@@ -58,8 +63,8 @@ impl Gid {
 
     fn from_cert(cert: Certificate, parent: Option<Box<Self>>) -> Result<Self, TrustError> {
         let what = || format!("GID {}", cert.subject());
-        let (hrn, uuid) = if let Some(payload) = cert.xmlrpc_payload() {
-            let fields = payload_struct(payload, &what())?;
+        let (hrn, uuid) = if cert.xmlrpc_payload().is_some() {
+            let fields = ObjectKind::expect(&cert, ObjectKind::Gid, &what())?;
             let uuid = match fields.get("uuid") {
                 None | Some(Value::Nil) => None,
                 Some(Value::String(s)) => Some(s.clone()),
@@ -318,8 +323,68 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    /// Credentials carry `privileges` or `lifeTime`, tickets `attributes` or `rspec`, GIDs an
-    /// `hrn` (or the later SFA URNs).
+    /// The kind a subjectAltName payload's members say: credentials carry `privileges` or
+    /// `lifeTime`, tickets `attributes` or `rspec`, GIDs an `hrn` (or `urn`) and neither of the
+    /// others. A payload with members of two kinds is no object at all, and an error: parsing is
+    /// strict so that no object can stand in for another of a different kind (a credential
+    /// re-read as a ticket, a GID as a credential).
+    pub(crate) fn of_payload(fields: &Struct, what: &str) -> Result<Self, TrustError> {
+        let credential = fields.contains("privileges") || fields.contains("lifeTime");
+        let ticket = fields.contains("attributes") || fields.contains("rspec");
+        let gid = fields.contains("hrn") || fields.contains("urn");
+        match (credential, ticket, gid) {
+            (true, false, false) => Ok(Self::Credential),
+            (false, true, false) => Ok(Self::Ticket),
+            (false, false, true) => Ok(Self::Gid),
+            (false, false, false) => Err(TrustError::decode(
+                what,
+                "payload is not a GID, credential or ticket",
+            )),
+            _ => Err(TrustError::decode(
+                what,
+                "payload mixes the members of a GID, a credential and a ticket",
+            )),
+        }
+    }
+
+    /// "GID", "credential" or "ticket", as messages name them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Credential => "credential",
+            Self::Gid => "GID",
+            Self::Ticket => "ticket",
+        }
+    }
+
+    /// The kind of `cert` and its payload's members (none for a GID in the later SFA form,
+    /// whose names are URIs rather than a payload).
+    pub(crate) fn read(cert: &Certificate, what: &str) -> Result<(Self, Struct), TrustError> {
+        let Some(payload) = cert.xmlrpc_payload() else {
+            return match sfa_names(cert) {
+                Some(_) => Ok((Self::Gid, Struct::new())),
+                None => Err(TrustError::decode(
+                    what,
+                    "no Geniwrapper payload in subjectAltName",
+                )),
+            };
+        };
+        let fields = payload_struct(payload, what)?;
+        Ok((Self::of_payload(&fields, what)?, fields))
+    }
+
+    /// The payload of `cert` when it is of kind `want`, else the error that names what it is
+    /// ("this is a credential, not a ticket").
+    pub(crate) fn expect(cert: &Certificate, want: Self, what: &str) -> Result<Struct, TrustError> {
+        match Self::read(cert, what)? {
+            (found, fields) if found == want => Ok(fields),
+            (found, _) => Err(TrustError::decode(
+                what,
+                format!("this is a {}, not a {}", found.as_str(), want.as_str()),
+            )),
+        }
+    }
+
+    /// The kind of the leaf of `text`, judged by [`ObjectKind::of_payload`].
     pub fn detect(text: &str) -> Result<Self, TrustError> {
         let certs = split_chain(text, "object", &mut Memo::default())?;
         let Some(leaf) = certs.first() else {
@@ -335,17 +400,6 @@ impl ObjectKind {
             };
         };
         let fields = payload_struct(payload, leaf.subject())?;
-        if fields.contains("privileges") || fields.contains("lifeTime") {
-            Ok(Self::Credential)
-        } else if fields.contains("attributes") || fields.contains("rspec") {
-            Ok(Self::Ticket)
-        } else if fields.contains("hrn") || fields.contains("urn") {
-            Ok(Self::Gid)
-        } else {
-            Err(TrustError::decode(
-                leaf.subject(),
-                "payload is not a GID, credential or ticket",
-            ))
-        }
+        Self::of_payload(&fields, leaf.subject())
     }
 }

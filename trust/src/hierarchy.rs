@@ -308,7 +308,7 @@ impl Hierarchy {
                 // 2008 put the parent's authority credential here; it is re-read as a ticket.
                 let parent_cred = self.authority_credential_at(&parent_hrn, validity)?;
                 let text = parent_cred.to_chain_string(ChainForm::Separator)?;
-                let parent_ticket = Ticket::parse(&text)?;
+                let parent_ticket = Ticket::parse_parent(&text)?;
                 Ticket::create(
                     &fields,
                     &key,
@@ -635,20 +635,58 @@ pub fn credential_under(
     )
 }
 
-/// A GID for `hrn` signed by `issuer` (whose key is `issuer_key`), with `issuer`'s chain as
-/// parent: how a node names its slivers. The verifier accepts it only if `issuer`'s hrn is an
-/// authority of `hrn` and `issuer` chains to a trusted root.
+/// A ticket for `caller` over `object`, issued by whoever holds `parent` (its certificate's key
+/// is `holder`), with `parent` as its chain: how a ticket with the delegate bit is passed on. The
+/// verifier accepts the result only if every parent is an authority's own ticket or credential
+/// (caller = object, delegate bit, the `authority` right on a credential) whose object is `object`
+/// or an authority over it, so nothing but the authority hierarchy can mint a ticket this way.
+#[allow(clippy::too_many_arguments)]
+pub fn ticket_under(
+    parent: &Ticket,
+    holder: &Keypair,
+    caller: &Gid,
+    object: &Gid,
+    attributes: &Struct,
+    rspec: &Struct,
+    target: Option<&Hrn>,
+    validity: Validity,
+    mode: CertMode,
+) -> Result<Ticket, TrustError> {
+    let fields = TicketFields {
+        caller,
+        object,
+        attributes,
+        rspec,
+        delegate: false,
+        target,
+    };
+    Ticket::create(
+        &fields,
+        object.public_key(),
+        parent.subject(),
+        holder,
+        Some(parent.clone()),
+        validity,
+        mode,
+    )
+}
+
+/// A GID for `hrn` with `uuid` (a decimal string, or [`new_uuid`]), signed by `issuer` (whose
+/// key is `issuer_key`), with `issuer`'s chain as parent: how a node names its slivers. The
+/// verifier accepts it only if `issuer`'s hrn is an authority of `hrn` and `issuer` chains to a
+/// trusted root.
 pub fn gid_under(
     issuer: &Gid,
     issuer_key: &Keypair,
     hrn: &Hrn,
+    uuid: &str,
     key: &PublicKey,
     validity: Validity,
     mode: CertMode,
 ) -> Result<Gid, TrustError> {
     Gid::create(
         hrn,
-        &new_uuid()?,
+        uuid,
         key,
         issuer.hrn().as_str(),
         issuer_key,

@@ -32,6 +32,7 @@ pub use error::{TrustError, VerifyError};
 pub use gid::{Gid, ObjectKind, new_uuid};
 pub use hierarchy::{
     AuthorityInfo, Hierarchy, Issuer, credential_under, delegate_credential, gid_under,
+    ticket_under,
 };
 pub use hrn::{Hrn, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename, hrn_to_urn, urn_to_hrn};
 pub use keys::{Keypair, PublicKey};

@@ -1,21 +1,22 @@
 //! Tickets: a certificate that grants the caller the slice state in `attributes` and `rspec` at
 //! the time it was issued, redeemable on a node.
 //!
-//! As in 2008, a ticket's X.509 key is the slice's, and its parents are re-read as tickets even
-//! where they are really authority credentials (an authority ticket's parent is
-//! `get_auth_cred(parent)`); a ticket therefore tolerates the credential members it ignores. What
-//! goes beyond 2008 is an optional `target` member naming the one node the ticket is for, written
-//! only in the modern form (a 2008 reader ignores members it does not know).
+//! As in 2008, a ticket's X.509 key is the slice's, and its chain is the authority hierarchy's: an
+//! authority ticket (`get_auth_ticket`), whose parent is an authority *credential*
+//! (`get_auth_cred`), and so on up to the root. Parsing is strict about that shape: the leaf must
+//! carry ticket members and no credential members; a parent is either a ticket or a credential,
+//! and above a credential there are only credentials. Whether each parent is really an authority's
+//! (caller = object, delegate bit, the `authority` right on a credential) is the verifier's rule.
+//! What goes beyond 2008 is an optional `target` member naming the one node the ticket is for,
+//! written only in the modern form (a 2008 reader ignores members it does not know).
 
 use geni_xmlrpc::{Struct, Value};
 
 use crate::cert::{CertSpec, Certificate, ChainForm, Memo};
-use crate::credential::{embedded_gid, flag};
-use crate::gid::{
-    Chained, chain_string, encode_payload, load_object, parse_object, payload_struct,
-};
+use crate::credential::{embedded_gid, flag, privileges_of};
+use crate::gid::{Chained, ObjectKind, chain_string, encode_payload, load_object, parse_object};
 use crate::py2dict;
-use crate::{CertMode, Gid, Hrn, Keypair, PublicKey, TrustError, Validity};
+use crate::{CertMode, Gid, Hrn, Keypair, PublicKey, RightList, TrustError, Validity};
 
 /// A ticket with its parent chain.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct Ticket {
     rspec: Struct,
     delegate: bool,
     target: Option<Hrn>,
+    /// `Some(privileges)` for a parent link that is a credential (2008's authority credential
+    /// above an authority ticket), `None` for a ticket.
+    credential_privileges: Option<RightList>,
     parent: Option<Box<Self>>,
 }
 
@@ -42,13 +46,31 @@ pub(crate) struct TicketFields<'a> {
 }
 
 impl Ticket {
-    /// Reads a ticket chain (either chain form). Unverified: see [`crate::Verifier`].
+    /// Reads a ticket chain (either chain form). Unverified: see [`crate::Verifier`]. A
+    /// credential or GID is refused ("this is a credential, not a ticket").
     pub fn parse(text: &str) -> Result<Self, TrustError> {
-        parse_object(text, "ticket", Self::from_cert)
+        parse_object(text, "ticket", Self::from_cert)?.leaf_is_ticket()
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
-        load_object(path, "ticket", Self::from_cert)
+        load_object(path, "ticket", Self::from_cert)?.leaf_is_ticket()
+    }
+
+    /// Reads a chain that may stand as a ticket's parent: a ticket, or a credential chain (2008's
+    /// `get_auth_ticket` put the parent authority's credential there). Unverified: whether it may
+    /// really parent a ticket is the verifier's rule.
+    pub fn parse_parent(text: &str) -> Result<Self, TrustError> {
+        parse_object(text, "ticket parent", Self::from_cert)
+    }
+
+    fn leaf_is_ticket(self) -> Result<Self, TrustError> {
+        if self.credential_privileges.is_some() {
+            return Err(TrustError::decode(
+                format!("ticket {}", self.subject()),
+                "this is a credential, not a ticket",
+            ));
+        }
+        Ok(self)
     }
 
     fn from_cert(
@@ -57,10 +79,16 @@ impl Ticket {
         memo: &mut Memo,
     ) -> Result<Self, TrustError> {
         let what = format!("ticket {}", cert.subject());
-        let payload = cert
-            .xmlrpc_payload()
-            .ok_or_else(|| TrustError::decode(&what, "no ticket payload in subjectAltName"))?;
-        let fields = payload_struct(payload, &what)?;
+        let (kind, fields) = ObjectKind::read(&cert, &what)?;
+        match kind {
+            ObjectKind::Ticket => {}
+            // A credential may stand in a ticket's chain as a parent (`leaf_is_ticket` refuses it
+            // as the leaf); a GID never.
+            ObjectKind::Credential => return Self::credential_link(cert, &fields, parent, memo),
+            ObjectKind::Gid => {
+                return Err(TrustError::decode(&what, "this is a GID, not a ticket"));
+            }
+        }
         let dict = |name: &str| -> Result<Struct, TrustError> {
             match fields.get(name) {
                 None | Some(Value::Nil) => Ok(Struct::new()),
@@ -88,6 +116,38 @@ impl Ticket {
             rspec: dict("rspec")?,
             delegate: flag(&fields, "delegate", &what)?,
             target,
+            credential_privileges: None,
+            cert,
+            parent,
+        })
+    }
+
+    /// A credential in a ticket's chain. Above it there may only be credentials: 2008 put
+    /// authority tickets below authority credentials, never the reverse.
+    fn credential_link(
+        cert: Certificate,
+        fields: &Struct,
+        parent: Option<Box<Self>>,
+        memo: &mut Memo,
+    ) -> Result<Self, TrustError> {
+        let what = format!("credential {} in a ticket's chain", cert.subject());
+        if parent
+            .as_ref()
+            .is_some_and(|p| p.credential_privileges.is_none())
+        {
+            return Err(TrustError::decode(
+                &what,
+                "a credential cannot derive from a ticket",
+            ));
+        }
+        Ok(Self {
+            caller: embedded_gid(fields, "gidCaller", &what, memo)?,
+            object: embedded_gid(fields, "gidObject", &what, memo)?,
+            attributes: Struct::new(),
+            rspec: Struct::new(),
+            delegate: flag(fields, "delegate", &what)?,
+            target: None,
+            credential_privileges: Some(privileges_of(fields, &what)?),
             cert,
             parent,
         })
@@ -121,6 +181,7 @@ impl Ticket {
             rspec: fields.rspec.clone(),
             delegate: fields.delegate,
             target: fields.target.cloned(),
+            credential_privileges: None,
             parent: parent.map(Box::new),
         };
         let payload = ticket.payload()?;
@@ -194,6 +255,12 @@ impl Ticket {
 
     pub fn parent(&self) -> Option<&Self> {
         self.parent.as_deref()
+    }
+
+    /// For a link of the chain that is a credential (2008's authority credential above an
+    /// authority ticket), its privileges; `None` for a ticket.
+    pub fn credential_privileges(&self) -> Option<&RightList> {
+        self.credential_privileges.as_ref()
     }
 
     pub fn to_chain_string(&self, form: ChainForm) -> Result<String, TrustError> {

@@ -24,7 +24,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cert::{Certificate, DigestClass, WordHasher, format_utc};
 use crate::gid::Chained;
 use crate::{
-    Credential, Gid, Hrn, MAX_CHAIN_LEN, RightList, Ticket, TrustError, TrustedRoots, VerifyError,
+    Credential, Gid, Hrn, MAX_CHAIN_LEN, PublicKey, Right, RightList, Ticket, TrustError,
+    TrustedRoots, VerifyError,
 };
 
 /// What the verifier accepts beyond the fixed rules. Defaults deny what they can.
@@ -87,6 +88,8 @@ pub struct VerifiedCredential(Arc<CredentialVerdict>);
 struct CredentialVerdict {
     subject: String,
     root: Hrn,
+    /// The key that signed the credential's own certificate.
+    issuer_key: PublicKey,
     caller: VerifiedGid,
     object: VerifiedGid,
     privileges: RightList,
@@ -325,7 +328,7 @@ impl Verifier {
         now: i64,
         checked: &mut Checked,
     ) -> Result<VerifiedGid, VerifyError> {
-        let (root, expires) =
+        let (root, expires, _) =
             self.verify_links(gid, roots, now, gid.hrn(), checked, |child, parent| {
                 if parent.hrn().is_authority_of(child.hrn()) {
                     Ok(())
@@ -370,8 +373,9 @@ impl Verifier {
         })?;
         let roots = self.roots();
         let now = self.clock.now();
+        let skew = self.policy.clock_skew_secs;
         let mut checked = Checked::default();
-        let (root, chain_expires) = self.verify_links(
+        let (root, chain_expires, issuer_key) = self.verify_links(
             cred,
             &roots,
             now,
@@ -380,10 +384,12 @@ impl Verifier {
             |child, parent| {
                 let child_subject = child.subject().to_owned();
                 if !parent.delegate() {
-                    return Err(VerifyError::MissingDelegateBit {
-                        subject: child_subject,
-                        parent: parent.subject().to_owned(),
-                    });
+                    return Err(missing_delegate_bit(
+                        child.certificate(),
+                        child.caller(),
+                        parent.certificate(),
+                        parent.caller(),
+                    ));
                 }
                 if !parent.privileges().is_superset(child.privileges()) {
                     return Err(VerifyError::RightsEscalation {
@@ -393,7 +399,7 @@ impl Verifier {
                         parent_rights: parent.privileges().to_string(),
                     });
                 }
-                outlives_check(child.certificate(), parent.certificate())?;
+                outlives_check(child.certificate(), parent.certificate(), skew)?;
                 object_scope_check(&child_subject, child.object(), parent.object())
             },
         )?;
@@ -403,6 +409,7 @@ impl Verifier {
         Ok(VerifiedCredential(Arc::new(CredentialVerdict {
             subject,
             root,
+            issuer_key,
             caller,
             object,
             privileges: cred.privileges().clone(),
@@ -449,8 +456,9 @@ impl Verifier {
             })?;
         let roots = self.roots();
         let now = self.clock.now();
+        let skew = self.policy.clock_skew_secs;
         let mut checked = Checked::default();
-        let (root, chain_expires) = self.verify_links(
+        let (root, chain_expires, _) = self.verify_links(
             ticket,
             &roots,
             now,
@@ -458,12 +466,15 @@ impl Verifier {
             &mut checked,
             |child, parent| {
                 if !parent.delegate() {
-                    return Err(VerifyError::MissingDelegateBit {
-                        subject: child.subject().to_owned(),
-                        parent: parent.subject().to_owned(),
-                    });
+                    return Err(missing_delegate_bit(
+                        child.certificate(),
+                        child.caller(),
+                        parent.certificate(),
+                        parent.caller(),
+                    ));
                 }
-                outlives_check(child.certificate(), parent.certificate())?;
+                authority_ticket_check(child, parent)?;
+                outlives_check(child.certificate(), parent.certificate(), skew)?;
                 object_scope_check(child.subject(), child.object(), parent.object())
             },
         )?;
@@ -482,8 +493,8 @@ impl Verifier {
     /// The chain walk shared by every kind: from the leaf up, each certificate must pass the
     /// policy and its dates; the walk ends at the first certificate a trusted root signed (the
     /// root's hrn must be an authority of `leaf_hrn`), and every link below that must name its
-    /// parent as issuer, carry its signature, and pass `link`. Returns the root's hrn and the
-    /// earliest notAfter seen.
+    /// parent as issuer, carry its signature, and pass `link`. Returns the root's hrn, the
+    /// earliest notAfter seen, and the key that signed the leaf (its parent's, or the root's).
     fn verify_links<T: Chained>(
         &self,
         obj: &T,
@@ -492,7 +503,7 @@ impl Verifier {
         leaf_hrn: &Hrn,
         checked: &mut Checked,
         link: impl Fn(&T, &T) -> Result<(), VerifyError>,
-    ) -> Result<(Hrn, i64), VerifyError> {
+    ) -> Result<(Hrn, i64, PublicKey), VerifyError> {
         let links = obj.links();
         if links.len() > MAX_CHAIN_LEN {
             return Err(VerifyError::ChainTooLong {
@@ -514,9 +525,14 @@ impl Verifier {
                         hrn: leaf_hrn.to_string(),
                     });
                 }
+                let leaf_signer = match links.get(1) {
+                    Some(parent) if i > 0 => parent.cert().public_key(),
+                    _ => root.public_key(),
+                };
                 return Ok((
                     root.hrn().clone(),
                     expires.min(root_cert.validity().not_after),
+                    leaf_signer.clone(),
                 ));
             }
             let Some(parent) = links.get(i + 1) else {
@@ -654,9 +670,12 @@ impl Checked {
     }
 }
 
-fn outlives_check(child: &Certificate, parent: &Certificate) -> Result<(), VerifyError> {
+/// The child may outlive its parent by the clock skew at most: the 2008 code stamps every
+/// certificate `now … now + 5 years`, so a credential delegated a second after its parent was made
+/// outlives it by a second. The verdict's expiry is still the earliest over the chain.
+fn outlives_check(child: &Certificate, parent: &Certificate, skew: i64) -> Result<(), VerifyError> {
     let (c, p) = (child.validity().not_after, parent.validity().not_after);
-    if c > p {
+    if c > p.saturating_add(skew) {
         return Err(VerifyError::OutlivesParent {
             subject: child.subject().to_owned(),
             not_after: format_utc(c),
@@ -665,6 +684,45 @@ fn outlives_check(child: &Certificate, parent: &Certificate) -> Result<(), Verif
         });
     }
     Ok(())
+}
+
+fn missing_delegate_bit(
+    child: &Certificate,
+    child_caller: Option<&Gid>,
+    parent: &Certificate,
+    parent_caller: Option<&Gid>,
+) -> VerifyError {
+    let holder =
+        |g: Option<&Gid>| g.map_or_else(|| "an unnamed caller".to_owned(), |g| g.hrn().to_string());
+    VerifyError::MissingDelegateBit {
+        subject: child.subject().to_owned(),
+        holder: holder(child_caller),
+        parent: parent.subject().to_owned(),
+        parent_holder: holder(parent_caller),
+    }
+}
+
+/// A ticket's parent must be an authority's own: caller and object the same principal (hrn and
+/// key), and on a credential the `authority` right. With the delegate bit and the object scope
+/// checked beside this, a node's, user's or slice's credential can never mint a ticket.
+fn authority_ticket_check(child: &Ticket, parent: &Ticket) -> Result<(), VerifyError> {
+    let refuse = |reason| VerifyError::NotAuthorityTicket {
+        subject: child.subject().to_owned(),
+        parent: parent.subject().to_owned(),
+        reason,
+    };
+    let (Some(caller), Some(object)) = (parent.caller(), parent.object()) else {
+        return Err(refuse("it lacks a caller or object GID"));
+    };
+    if caller.hrn() != object.hrn() || caller.public_key() != object.public_key() {
+        return Err(refuse("its caller is not its object"));
+    }
+    match parent.credential_privileges() {
+        Some(rights) if !rights.contains(Right::Authority) => {
+            Err(refuse("a credential without the authority right"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn object_scope_check(
@@ -741,6 +799,13 @@ impl VerifiedCredential {
     /// The trusted root the credential's own chain reached.
     pub fn root(&self) -> &Hrn {
         &self.0.root
+    }
+
+    /// The key that signed the credential's own certificate: its parent credential's key (the
+    /// holder who issued or delegated it), or a trusted root's. A node recognises the sliver
+    /// credentials it issued by this being its own key.
+    pub fn issuer_key(&self) -> &PublicKey {
+        &self.0.issuer_key
     }
 
     pub fn privileges(&self) -> &RightList {

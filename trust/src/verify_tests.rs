@@ -401,8 +401,18 @@ fn missing_delegate_bit_is_refused() {
         CertMode::Modern,
     )
     .unwrap();
+    let err = verify_err(verifier().verify_credential(&child));
     assert!(
-        matches!(verify_err(verifier().verify_credential(&child)), VerifyError::MissingDelegateBit { parent, .. } if parent == "planetlab.us.pl.s1")
+        matches!(&err, VerifyError::MissingDelegateBit { parent, holder, parent_holder, .. }
+            if parent == "planetlab.us.pl.s1" && holder == "planetlab.us.pl.bob" && parent_holder == "planetlab.us.pl.alice"),
+        "{err:?}"
+    );
+    // The message names who held the parent and who was to receive it, not the same hrn twice.
+    assert_eq!(
+        err.to_string(),
+        "planetlab.us.pl.s1: the parent credential planetlab.us.pl.s1 held by \
+         planetlab.us.pl.alice does not allow delegation (delegate bit not set), so it cannot be \
+         passed on to planetlab.us.pl.bob"
     );
 }
 
@@ -444,6 +454,44 @@ fn child_outliving_parent_is_refused() {
     .unwrap();
     assert!(matches!(
         verify_err(verifier().verify_credential(&child)),
+        VerifyError::OutlivesParent { .. }
+    ));
+}
+
+#[test]
+fn a_child_may_outlive_its_parent_by_the_clock_skew_only() {
+    // 2008 stamps each certificate `now … now + 5 years`: a delegation made a second after its
+    // parent outlives it by a second, and must verify; the verdict still expires with the parent.
+    let w = world();
+    let parent = slice_cred(true);
+    let parent_end = parent.certificate().validity().not_after;
+    let rights: RightList = "info".parse().unwrap();
+    let delegated = |by: i64| {
+        let validity = Validity {
+            not_before: now() - 10,
+            not_after: parent_end + by,
+        };
+        delegate_credential(
+            &parent,
+            &w.slice_key,
+            &w.bob,
+            &rights,
+            false,
+            validity,
+            CertMode::Modern,
+        )
+        .unwrap()
+    };
+    let skew = Policy::default().clock_skew_secs;
+    for by in [1, skew] {
+        let v = verifier().verify_credential(&delegated(by)).unwrap();
+        assert!(
+            v.expires() <= parent_end,
+            "verdict outlives the parent by {by}s"
+        );
+    }
+    assert!(matches!(
+        verify_err(verifier().verify_credential(&delegated(skew + 1))),
         VerifyError::OutlivesParent { .. }
     ));
 }
@@ -699,6 +747,7 @@ fn a_node_issues_sliver_credentials_under_its_node_credential() {
         &node,
         &node_key,
         &hrn("planetlab.us.pl.node1.pl_s1"),
+        "7",
         &node_key.public_key(),
         validity,
         CertMode::Modern,
@@ -717,6 +766,11 @@ fn a_node_issues_sliver_credentials_under_its_node_credential() {
     .unwrap();
     let v = verifier().verify_credential(&cred).unwrap();
     assert_eq!(v.object().hrn().as_str(), "planetlab.us.pl.node1.pl_s1");
+    assert_eq!(v.object().gid().uuid(), Some("7"));
+    // The node recognises what it issued by the signing key.
+    assert!(v.issuer_key() == &node_key.public_key());
+    let slice = verifier().verify_credential(&slice_cred(false)).unwrap();
+    assert!(slice.issuer_key() == auth("planetlab.us.pl").gid.public_key());
     assert_eq!(v.caller().hrn().as_str(), "planetlab.us.pl.alice");
     assert!(
         v.can_perform(crate::Operation::StopSlice) && !v.can_perform(crate::Operation::GetTicket)
@@ -726,6 +780,7 @@ fn a_node_issues_sliver_credentials_under_its_node_credential() {
         &node,
         &node_key,
         &hrn("planetlab.us.pl.node2.pl_s1"),
+        "7",
         &node_key.public_key(),
         validity,
         CertMode::Modern,
@@ -868,4 +923,199 @@ fn cache_map_tells_colliding_texts_apart_and_counts_entries() {
     map.clear();
     assert_eq!(map.len(), 0);
     assert!(map.get("delta").is_none());
+}
+
+// === tickets come only from the authority hierarchy; kinds are never confused ===
+
+fn decode_reason(r: Result<impl std::fmt::Debug, TrustError>) -> String {
+    match r {
+        Err(TrustError::Decode { reason, .. }) => reason,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_credential_gid_or_ticket_in_the_wrong_place_is_a_decode_error() {
+    let w = world();
+    let cred = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let gid = w.alice.to_chain_string(ChainForm::Separator).unwrap();
+    let ticket =
+        w.h.issue_ticket(
+            &w.alice,
+            &w.slice,
+            &Struct::new(),
+            &Struct::new(),
+            None,
+            DAY,
+        )
+        .unwrap()
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    assert_eq!(
+        decode_reason(Ticket::parse(&cred)),
+        "this is a credential, not a ticket"
+    );
+    assert_eq!(
+        decode_reason(Ticket::parse(&gid)),
+        "this is a GID, not a ticket"
+    );
+    assert_eq!(
+        decode_reason(Credential::parse(&gid)),
+        "this is a GID, not a credential"
+    );
+    assert_eq!(
+        decode_reason(Credential::parse(&ticket)),
+        "this is a ticket, not a credential"
+    );
+    assert_eq!(
+        decode_reason(Gid::parse(&cred)),
+        "this is a credential, not a GID"
+    );
+    assert_eq!(
+        decode_reason(Gid::parse(&ticket)),
+        "this is a ticket, not a GID"
+    );
+    // Through the verifier too, before any signature is checked.
+    let v = verifier();
+    assert!(matches!(
+        v.verify_ticket_str(&cred, None),
+        Err(TrustError::Decode { .. })
+    ));
+    assert!(matches!(
+        v.verify_credential_str(&gid),
+        Err(TrustError::Decode { .. })
+    ));
+    assert!(matches!(
+        v.verify_credential_str(&ticket),
+        Err(TrustError::Decode { .. })
+    ));
+}
+
+/// A ticket for `w.slice`, signed by `signer` under `parent` (a chain read as a ticket's parent).
+fn ticket_under(parent_text: &str, signer: &Keypair) -> Ticket {
+    let w = world();
+    let parent = Ticket::parse_parent(parent_text).unwrap();
+    let attributes = Struct::new().with("name", "pl_s1");
+    crate::ticket_under(
+        &parent,
+        signer,
+        &w.alice,
+        &w.slice,
+        &attributes,
+        &Struct::new(),
+        None,
+        Validity::from_now(now(), DAY),
+        CertMode::Modern,
+    )
+    .unwrap()
+}
+
+fn not_authority_reason(t: &Ticket) -> &'static str {
+    match verify_err(verifier().verify_ticket(t, None)) {
+        VerifyError::NotAuthorityTicket { reason, .. } => reason,
+        other => panic!("expected NotAuthorityTicket, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_the_authority_hierarchy_can_mint_a_ticket() {
+    let w = world();
+    // A node's delegatable credential over itself (caller = object, but no authority right).
+    let node_key = Keypair::generate(2048).unwrap();
+    let node =
+        w.h.create_gid(&hrn("planetlab.us.pl.node1"), None, &node_key.public_key())
+            .unwrap();
+    let node_cred =
+        w.h.issue_credential(&node, &node, &"control,info".parse().unwrap(), true, DAY)
+            .unwrap()
+            .to_chain_string(ChainForm::Separator)
+            .unwrap();
+    assert_eq!(
+        not_authority_reason(&ticket_under(&node_cred, &node_key)),
+        "a credential without the authority right"
+    );
+    // A researcher's delegatable slice credential (signed with the slice's key, its cert key).
+    let slice = slice_cred(true)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    assert_eq!(
+        not_authority_reason(&ticket_under(&slice, &w.slice_key)),
+        "its caller is not its object"
+    );
+    // Even an authority-right credential is no authority's own when its caller is a person.
+    let site = auth("planetlab.us.pl");
+    let pi =
+        w.h.issue_credential(
+            &w.alice,
+            &site.gid,
+            &"authority".parse().unwrap(),
+            true,
+            DAY,
+        )
+        .unwrap()
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    assert_eq!(
+        not_authority_reason(&ticket_under(&pi, &site.key)),
+        "its caller is not its object"
+    );
+    // The hierarchy's own chain (authority ticket under authority credentials) verifies, and the
+    // same signer under its authority credential alone does too: both are authorities' own.
+    let auth_cred =
+        w.h.authority_credential(&hrn("planetlab.us.pl"))
+            .unwrap()
+            .to_chain_string(ChainForm::Separator)
+            .unwrap();
+    verifier()
+        .verify_ticket(&ticket_under(&auth_cred, &site.key), None)
+        .unwrap();
+    let genuine =
+        w.h.issue_ticket(
+            &w.alice,
+            &w.slice,
+            &Struct::new(),
+            &Struct::new(),
+            None,
+            DAY,
+        )
+        .unwrap();
+    let links: Vec<bool> = genuine
+        .links()
+        .iter()
+        .map(|l| l.credential_privileges().is_some())
+        .collect();
+    assert_eq!(
+        links,
+        [false, false, true, true],
+        "ticket, auth ticket, auth creds"
+    );
+    verifier().verify_ticket(&genuine, None).unwrap();
+}
+
+#[test]
+fn a_ticket_cannot_sit_above_a_credential_in_a_ticket_chain() {
+    // An authority ticket as the parent of a credential link is not 2008's shape.
+    let w = world();
+    let auth_ticket =
+        w.h.authority_ticket(&hrn("planetlab.us.pl"))
+            .unwrap()
+            .to_chain_string(ChainForm::Separator)
+            .unwrap();
+    let cred =
+        w.h.issue_credential(
+            &w.alice,
+            &w.slice,
+            &RightList::for_record_type(RecordType::Slice),
+            true,
+            DAY,
+        )
+        .unwrap();
+    let cred_pem = cred.certificate().to_pem().unwrap();
+    let forged = format!("{}-----parent-----\n{auth_ticket}", cred_pem);
+    assert_eq!(
+        decode_reason(Ticket::parse_parent(&forged)),
+        "a credential cannot derive from a ticket"
+    );
 }

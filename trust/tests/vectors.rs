@@ -338,3 +338,56 @@ fn registry_trees_load_as_2008_wrote_them() {
         other => panic!("a world-readable key must be refused, got {other:?}"),
     }
 }
+
+/// 2008 stamps every certificate `now … now + 5 years`, so a credential delegated one second
+/// after its parent was made outlives the parent by one second. Made here from the vectors' own
+/// keys in the exact 2008 shape, it must verify (within the clock skew), and the verdict must
+/// still expire with the parent; beyond the skew it is refused.
+#[test]
+fn a_2008_delegation_outliving_its_parent_by_a_second_is_accepted() {
+    use geni_trust::{CertMode, Keypair, RightList, Validity, delegate_credential};
+    let dir = vectors_dir();
+    let parent =
+        Credential::load(&dir.join("cred/slice_planetlab.us.pl.testslice.delegable.cred")).unwrap();
+    assert!(
+        parent.delegate(),
+        "the vector is the delegable slice credential"
+    );
+    let pem = std::fs::read(dir.join("keys/planetlab.us.pl.testslice.pkey")).unwrap();
+    let holder = Keypair::from_pem(&pem).unwrap();
+    let bob = Gid::load(&dir.join("gid/planetlab.us.pl.bob.gid")).unwrap();
+    let rights: RightList = "control,info".parse().unwrap();
+    let parent_end = parent.certificate().validity().not_after;
+    let delegated = |by: i64| {
+        let validity = Validity {
+            not_before: parent.certificate().validity().not_before + 1,
+            not_after: parent_end + by,
+        };
+        delegate_credential(
+            &parent,
+            &holder,
+            &bob,
+            &rights,
+            false,
+            validity,
+            CertMode::Compat2008,
+        )
+        .unwrap()
+    };
+    let v = verifier(true);
+    let child = delegated(1);
+    assert_eq!(child.certificate().version(), 1, "2008 shape: X.509 v1");
+    let text = child.to_chain_string(ChainForm::Separator).unwrap();
+    let ok = v.verify_credential_str(&text).unwrap();
+    assert_eq!(ok.caller().hrn().as_str(), "planetlab.us.pl.bob");
+    assert!(ok.expires() <= parent_end);
+    let skew = Policy::default().clock_skew_secs;
+    let late = delegated(skew + 1);
+    let err = v
+        .verify_credential_str(&late.to_chain_string(ChainForm::Separator).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::OutlivesParent { .. })),
+        "{err}"
+    );
+}

@@ -83,7 +83,8 @@ pub fn record(record: &Record, dump_parents: bool) -> String {
     out
 }
 
-/// A sliver as `listSlices` shows it: 2008 printed bare names; our node also says its state.
+/// A sliver as `listSlices` shows it: 2008 printed bare names; our node's `list_slivers` also
+/// says its state.
 pub fn sliver(value: &Value) -> String {
     match value {
         Value::Struct(s) => {

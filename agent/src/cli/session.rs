@@ -185,10 +185,18 @@ impl Session {
         self.call(op.method(), credential_params(cred, hrn)).await
     }
 
-    /// `list_slices(cred)`: names (2008) or `{name, state, …}` structs (our node).
+    /// The slivers the credential may see: `list_slivers(cred)`'s `{name, slice, state, …}`
+    /// structs from our node, or `list_slices(cred)`'s bare names from a node that has no
+    /// `list_slivers` (2008's component).
     pub async fn list_slices(&self, cred: &str, hrn: Option<&Hrn>) -> Result<Vec<Value>, CliError> {
-        let method = "list_slices";
-        let v = self.call(method, credential_params(cred, hrn)).await?;
+        let mut method = "list_slivers";
+        let v = match self.call(method, credential_params(cred, hrn)).await {
+            Err(CliError::Fault { code: -32601, .. }) => {
+                method = "list_slices";
+                self.call(method, credential_params(cred, hrn)).await?
+            }
+            other => other?,
+        };
         match v {
             Value::Array(items) => Ok(items),
             other => Err(self.bad_answer(method, &format!("a {}", other.type_name()), "a list")),

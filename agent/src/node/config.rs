@@ -42,6 +42,8 @@ pub(crate) struct NodeSection {
     pub(crate) reboot_command: Vec<String>,
     pub(crate) legacy_digests: bool,
     pub(crate) clock_skew_secs: i64,
+    /// How often slivers past their ticket's expiry are stopped and removed (also once at start).
+    pub(crate) reap_secs: u64,
     pub(crate) limits: LimitsSection,
     pub(crate) local: LocalSection,
     pub(crate) nodemanager: NodeManagerSection,
@@ -105,6 +107,7 @@ impl Default for NodeSection {
             reboot_command: vec!["systemctl".into(), "reboot".into()],
             legacy_digests: false,
             clock_skew_secs: 300,
+            reap_secs: 60,
             limits: LimitsSection::default(),
             local: LocalSection::default(),
             nodemanager: NodeManagerSection::default(),
@@ -216,6 +219,9 @@ impl NodeConfig {
         }
         if section.clock_skew_secs < 0 {
             bail!("node.clock_skew_secs cannot be negative");
+        }
+        if section.reap_secs == 0 {
+            bail!("node.reap_secs must be at least 1 (how often expired slivers are removed)");
         }
         Ok(Self { listen, section })
     }

@@ -3,18 +3,23 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_xmlrpc::Value;
 
 use super::Node;
 
+pub(super) const NAME: &str = "get_ticket";
 pub(super) const HELP: &str =
     "get_ticket: not on a node; tickets are issued by the PLC side (geni-agent plc).";
 
-pub(super) fn call(_node: Arc<Node>, _ctx: CallContext, _params: Vec<Value>) -> HandlerFuture {
-    Box::pin(async move {
-        Err(RpcError::Failed(
-            "tickets are issued by the PLC side (geni-agent plc), not by a node; ask the registry's get_ticket and redeem the ticket here with redeem_ticket".into(),
-        ))
-    })
+pub(super) async fn call(
+    _node: Arc<Node>,
+    _ctx: CallContext,
+    _params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    Err(RpcError::Failed(
+        "tickets are issued by the PLC side (geni-agent plc), not by a node; ask the registry's \
+         get_ticket and redeem the ticket here with redeem_ticket"
+            .into(),
+    ))
 }

@@ -1,26 +1,36 @@
 //! `list_component_resources(cred)`: what this node has (CPUs, memory, load, disks), read with
-//! sysinfo. Needs the `listcomponentresources` operation (the `info` right).
+//! sysinfo. Needs an authority right over this node (what a node has is its operators' business,
+//! not every researcher's).
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::Operation;
 use geni_xmlrpc::{Struct, Value};
 
 use super::{Node, credential_args};
 
-pub(super) const HELP: &str = "list_component_resources(credential): {hrn, cpus, memory_total, memory_available, load, disks}.";
+pub(super) const NAME: &str = "list_component_resources";
+pub(super) const HELP: &str = "list_component_resources(credential): {hrn, cpus, memory_total, memory_available, load, disks}; needs an authority credential over the node.";
 
-pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
-    Box::pin(async move {
-        let (credential, _) = credential_args("list_component_resources", &params)?;
-        node.authenticate(&ctx, credential, Operation::ListComponentResources)?;
-        let hrn = node.hrn().to_string();
-        // sysinfo reads /proc synchronously.
-        tokio::task::spawn_blocking(move || report(&hrn))
-            .await
-            .map_err(|e| RpcError::Internal(format!("resource report: {e}")))?
-    })
+pub(super) async fn call(
+    node: Arc<Node>,
+    ctx: CallContext,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    let (credential, _) = credential_args(NAME, &params)?;
+    let verified = crate::auth::authenticate(
+        &node.verifier,
+        &ctx,
+        credential,
+        Operation::ListComponentResources,
+    )?;
+    node.require_over_node(&verified, NAME)?;
+    let hrn = node.hrn().to_string();
+    // sysinfo reads /proc synchronously.
+    tokio::task::spawn_blocking(move || report(&hrn))
+        .await
+        .map_err(|e| RpcError::Internal(format!("resource report: {e}")))?
 }
 
 fn report(hrn: &str) -> Result<Value, RpcError> {

@@ -19,7 +19,8 @@ use nm_bridge::local::{self, LocalManager, LocalOptions};
 use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 
 use super::config::{self, NodeConfig};
-use super::{Node, pidfile, restart};
+use super::tombstones::Tombstones;
+use super::{Node, pidfile, reap, restart};
 use crate::ExitCode;
 
 /// Flags of `geni-agent node`; each overrides the configuration file and environment.
@@ -97,7 +98,7 @@ pub(crate) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let c = &config.section;
-    let roots = TrustedRoots::load_dir(&c.trusted_roots)?;
+    let roots = TrustedRoots::load_dir(&c.trusted_roots).map_err(|e| roots_hint(e, c))?;
     let policy = Policy {
         legacy_digests: c.legacy_digests,
         clock_skew_secs: c.clock_skew_secs,
@@ -122,6 +123,7 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
     let credential = node_credential(&verifier, &gid, &key, &c.credential)?;
 
     let backend = open_backend(c).await?;
+    let tombstones = Tombstones::open(&c.state_dir.join("tombstones"))?;
     let node = Arc::new(Node::new(
         Arc::clone(&verifier),
         backend,
@@ -129,7 +131,9 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         key.clone(),
         credential,
         c.reboot_command.clone(),
+        tombstones,
     ));
+    reap::spawn_reaper(Arc::clone(&node), Duration::from_secs(c.reap_secs));
     let identity = TlsIdentity::from_pem(&key.to_pem()?, &gid_text)?;
     let options = ServerOptions {
         tcp: config.listen,
@@ -163,6 +167,24 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
     server.serve().await?;
     tracing::info!("Node stopped");
     Ok(())
+}
+
+/// A missing trusted-roots directory is most often a first run with no configuration: say what
+/// was looked for and the ways on.
+fn roots_hint(e: geni_trust::TrustError, c: &config::NodeSection) -> anyhow::Error {
+    let missing = matches!(&e, geni_trust::TrustError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound);
+    if !missing {
+        return e.into();
+    }
+    anyhow::anyhow!(
+        "no trusted roots directory at {dir} (node.trusted_roots). A node verifies every \
+         credential against the root authorities' GIDs kept there, and will not start without \
+         one. Point it at yours with --trusted-roots DIR, or give --config FILE (the packaged \
+         configuration is {default}, see packaging/agent.toml); to try the whole flow on \
+         loopback first, run `geni-agent demo`.",
+        dir = c.trusted_roots.display(),
+        default = config::DEFAULT_CONFIG,
+    )
 }
 
 /// The node's credential over itself must be able to parent sliver credentials: it verifies,

@@ -1,25 +1,27 @@
-//! `start_slice(cred[, hrn])`: Starts the sliver's initscript (already running: no change). Needs the `startslice` operation (the `control` right of a
-//! slice credential, or authority rights).
+//! `start_slice(cred[, hrn])`: starts the sliver's initscript (already running: no change).
+//! Needs the `startslice` operation (the `control` right, or authority rights); an expired
+//! sliver is refused with a fault that says to redeem a new ticket.
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
-use super::Node;
+use super::{Node, nm_fault};
 
+pub(super) const NAME: &str = "start_slice";
 pub(super) const HELP: &str = "start_slice(credential[, slice_hrn]): Starts the sliver's initscript (already running: no change).";
 
-pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
-    Box::pin(async move {
-        node.sliver_op(
-            &ctx,
-            &params,
-            "start_slice",
-            Operation::StartSlice,
-            |b, n| async move { b.start(&n).await },
-        )
-        .await
-    })
+pub(super) async fn call(
+    node: Arc<Node>,
+    ctx: CallContext,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    let held = node
+        .hold(&ctx, &params, NAME, Operation::StartSlice)
+        .await?;
+    held.refuse_if_expired()?;
+    node.backend.start(&held.name).await.map_err(nm_fault)?;
+    Ok(held.done(NAME))
 }

@@ -1,25 +1,23 @@
-//! `stop_slice(cred[, hrn])`: Stops the sliver's processes (SIGTERM, then SIGKILL after a grace period). Needs the `stopslice` operation (the `control` right of a
-//! slice credential, or authority rights).
+//! `stop_slice(cred[, hrn])`: stops every process of the sliver (already stopped: no change).
+//! Needs the `stopslice` operation (the `control` right, or authority rights).
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
-use super::Node;
+use super::{Node, nm_fault};
 
-pub(super) const HELP: &str = "stop_slice(credential[, slice_hrn]): Stops the sliver's processes (SIGTERM, then SIGKILL after a grace period).";
+pub(super) const NAME: &str = "stop_slice";
+pub(super) const HELP: &str = "stop_slice(credential[, slice_hrn]): Stops the sliver's processes (already stopped: no change).";
 
-pub(super) fn call(node: Arc<Node>, ctx: CallContext, params: Vec<Value>) -> HandlerFuture {
-    Box::pin(async move {
-        node.sliver_op(
-            &ctx,
-            &params,
-            "stop_slice",
-            Operation::StopSlice,
-            |b, n| async move { b.stop(&n).await },
-        )
-        .await
-    })
+pub(super) async fn call(
+    node: Arc<Node>,
+    ctx: CallContext,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    let held = node.hold(&ctx, &params, NAME, Operation::StopSlice).await?;
+    node.backend.stop(&held.name).await.map_err(nm_fault)?;
+    Ok(held.done(NAME))
 }

@@ -11,6 +11,7 @@ mod genicli_node;
 mod genicli_offline;
 mod genicli_plc;
 mod node;
+mod node_authz;
 mod node_crash;
 mod node_nodemanager;
 mod node_ops;

@@ -277,8 +277,12 @@ async fn rejections_each_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(echoed, Value::Int(42));
-    let report = alice
-        .call("list_component_resources", vec![Value::from(cred.as_str())])
+    let report = w
+        .client(&site_principal)
+        .call(
+            "list_component_resources",
+            vec![Value::from(auth_cred.as_str())],
+        )
         .await
         .unwrap();
     assert!(
@@ -310,6 +314,31 @@ fn a_node_without_trusted_roots_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no usable trusted root"), "{err}");
     assert!(err.contains("trusted_roots.example"), "{err}");
+}
+
+/// A newcomer's first `geni-agent node`, with no configuration anywhere: the error says what was
+/// looked for and the ways on, not just "No such file or directory".
+#[test]
+fn a_first_run_without_configuration_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-roots");
+    let out = Command::new(bin())
+        .args(["node", "--listen", "127.0.0.1:0", "--trusted-roots"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needed in [
+        missing.to_str().unwrap(),
+        "--trusted-roots",
+        "--config",
+        "/etc/geni-agent/agent.toml",
+        "geni-agent demo",
+    ] {
+        assert!(err.contains(needed), "{needed:?} missing from: {err}");
+    }
+    assert!(!dir.path().join("no-such-roots").exists());
 }
 
 fn nix_uid() -> u32 {

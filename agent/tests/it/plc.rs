@@ -370,9 +370,16 @@ async fn canonical_flow_ends_in_a_redeemed_ticket(db: Db) {
         .call("list_slices", vec![s(&slice_cred)])
         .await
         .unwrap();
-    let rows = listed.as_array().unwrap();
+    assert_eq!(listed, Value::Array(vec![s("pl_s1")]));
+    let rows = at_node
+        .call("list_slivers", vec![s(&slice_cred)])
+        .await
+        .unwrap();
+    let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].as_struct().unwrap().get("name"), Some(&s("pl_s1")));
+    let row = rows[0].as_struct().unwrap();
+    assert_eq!(row.get("name"), Some(&s("pl_s1")));
+    assert_eq!(row.get("slice"), Some(&s("planetlab.us.pl.s1")));
     drop(node);
     plc.finish().await;
 }

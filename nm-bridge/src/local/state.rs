@@ -164,7 +164,7 @@ fn temp_path(path: &Path) -> PathBuf {
 /// Replaces `path` with `bytes` so that a crash at any point leaves the old or the new content:
 /// write a temp file beside it, fsync it, rename it over `path`, fsync the directory (which
 /// makes the rename itself durable). The file is created 0600: records hold users' keys.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NmError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NmError> {
     let tmp = temp_path(path);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -265,6 +265,9 @@ struct StoredRecord {
     expires: i64,
     rspec: BTreeMap<String, StoredValue>,
     caller: String,
+    /// Absent in state written before slivers were bound to their slice.
+    #[serde(default)]
+    slice: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -299,6 +302,7 @@ impl From<&Sliver> for StoredSliver {
                 expires: r.expires,
                 rspec,
                 caller: r.caller.clone(),
+                slice: r.slice.clone(),
             },
             state: match s.state {
                 SliverState::Created => StoredState::Created,
@@ -342,6 +346,7 @@ impl StoredSliver {
             expires: r.expires,
             rspec: Rspec::from_ticket(&rspec)?,
             caller: r.caller,
+            slice: r.slice,
         };
         let proc = match (self.pid, self.start_time) {
             (Some(pid), Some(start_time)) => Some(ProcId { pid, start_time }),

@@ -20,6 +20,13 @@ pub(super) const ONLY_PLC_DESTROYS: &str = "Only PLC can destroy non delegated s
 /// the record was dropped as expired (§3.5).
 pub(super) const NO_RECORD_AFTER_TICKET: &str = "'NoneType' object is not subscriptable";
 
+/// NM's text when a per-sliver call names no record in its database (§1.3 step 5). `AdminTicket`
+/// from any account but `<prefix>_sfacm` meets it too: the ticket text is taken for a sliver name.
+pub(super) const NOT_A_SLIVER: &str = "the first argument must be a sliver name";
+/// The start of NM's text when a Worker has no account object: NM restarted and nothing has run
+/// `ensure_created` for the sliver since (§3.1, §3.4).
+pub(super) const NO_ACCOUNT_OBJECT: &str = "'NoneType' object has no attribute";
+
 /// One call, for messages.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Call<'a> {
@@ -73,7 +80,16 @@ fn fault_error(call: &Call<'_>, fault: &Fault) -> NmError {
     let explained = match fault.code {
         100 => format!("{what}: NodeManager has no such method"),
         101 => format!("{what}: wrong number of arguments"),
-        102 if has("the first argument must be a sliver name") => format!(
+        // NM7 gives its raw-arguments path, the only one AdminTicket works on, to exactly
+        // `<prefix>_sfacm`; from anyone else the ticket is taken for a sliver name (§1.3).
+        102 if call.method == "AdminTicket" && has(NOT_A_SLIVER) => format!(
+            "NodeManager did not accept {} as its admin account (NodeManager grants AdminTicket \
+             to <prefix>_sfacm): check [node.nodemanager] admin_account. <prefix> is \
+             PLC_SLICE_PREFIX in the node's /etc/planetlab/plc_config, \"pl\" when unset; \
+             NodeManagers from before 2010 grant it to <prefix>_genicw",
+            call.caller
+        ),
+        102 if has(NOT_A_SLIVER) => format!(
             "invalid argument: {what}: NodeManager has no sliver record by that name (not \
              delivered yet, removed by NM's PLC sync, or NM restarted: NM7 starts with an empty \
              database and answers this until its first PLC sync)"
@@ -102,7 +118,7 @@ fn fault_error(call: &Call<'_>, fault: &Fault) -> NmError {
                  call as the sliver's own account"
             )
         }
-        104 if has("'NoneType' object has no attribute") => format!(
+        104 if has(NO_ACCOUNT_OBJECT) => format!(
             "error in call: {what}: NodeManager has the record but no account object for it \
              (the sliver was never created or was destroyed, or NM restarted)"
         ),
@@ -129,6 +145,24 @@ fn fault_error(call: &Call<'_>, fault: &Fault) -> NmError {
         code: fault.code,
         message: format!("{explained} (NodeManager said: {text})"),
     }
+}
+
+/// NM has no record of the sliver a per-sliver call named (fault 102, §1.3).
+pub(super) fn is_no_record(error: &NmError) -> bool {
+    matches!(error, NmError::NodeManager { code: 102, message } if message.contains(NOT_A_SLIVER))
+}
+
+/// NM has the record but its Worker no account object (fault 104, §3.4).
+pub(super) fn is_no_account_object(error: &NmError) -> bool {
+    matches!(
+        error,
+        NmError::NodeManager { code: 104, message } if message.contains(NO_ACCOUNT_OBJECT)
+    )
+}
+
+/// The fault carries NM's `text` (NM's own words are kept at the end of every message).
+pub(super) fn says(error: &NmError, text: &str) -> bool {
+    matches!(error, NmError::NodeManager { message, .. } if message.contains(text))
 }
 
 #[cfg(test)]
@@ -186,6 +220,43 @@ mod tests {
             assert!(shown.contains(text), "{shown}");
             assert!(shown.contains("Start of pl_x as pl_y"), "{shown}");
         }
+    }
+
+    #[test]
+    fn admin_ticket_refused_as_not_a_sliver_names_the_admin_account() {
+        let call = Call {
+            method: "AdminTicket",
+            sliver: Some("pl_x"),
+            caller: "pl_genicw",
+        };
+        let e = nm_error(
+            &call,
+            RpcError::Fault(Fault {
+                code: 102,
+                string: "Invalid argument: the first argument must be a sliver name.".to_owned(),
+            }),
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.contains(
+                "NodeManager did not accept pl_genicw as its admin account (NodeManager grants \
+                 AdminTicket to <prefix>_sfacm): check [node.nodemanager] admin_account"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("no sliver record"), "{shown}");
+        assert!(is_no_record(&fault(
+            102,
+            "Invalid argument: the first argument must be a sliver name."
+        )));
+        assert!(!is_no_record(&fault(
+            104,
+            "Error in call: the first argument must be a sliver name"
+        )));
+        assert!(is_no_account_object(&fault(
+            104,
+            "Error in call: 'NoneType' object has no attribute 'configure'"
+        )));
     }
 
     #[test]

@@ -146,6 +146,7 @@ fn encode(stored: &Stored) -> Struct {
         .with("expires", r.expires)
         .with("rspec", r.rspec.to_struct())
         .with("caller", r.caller.as_str())
+        .with("slice", r.slice.as_str())
         .with("delivered", Value::Double(stored.delivered))
         .with("state", stored.state.to_string())
 }
@@ -195,6 +196,8 @@ fn decode(s: &Struct) -> Result<Stored, String> {
             .ok_or("expires is not an integer")?,
         rspec: Rspec::from_ticket(rspec).map_err(|e| e.to_string())?,
         caller: text("caller")?,
+        // Absent in state written before slivers were bound to their slice.
+        slice: text("slice").unwrap_or_default(),
     };
     Ok(Stored {
         record,
@@ -225,6 +228,7 @@ mod tests {
                 rspec: Rspec::from_ticket(&Struct::new().with("cpu_share", "9").with("t", "x"))
                     .unwrap(),
                 caller: "plc.pl.alice".into(),
+                slice: "plc.pl.demo".into(),
             },
             delivered: 1_700_000_000.25,
             state: SliverState::Stopped,

@@ -1,7 +1,8 @@
 //! The `nodemanager` backend against the NodeManager test double (`geni_tests::nm_double`):
 //! identities per call (AdminTicket as the admin account, sliver calls as the sliver's uid through
 //! the connect helper), NM's record rules, every fault code, the Python 3 NM's dropped
-//! connection, and the reconcile loop after a PLC sync. These tests need root (they create
+//! connection, the reconcile loop after a PLC sync and after NM7 restarts (empty database, accounts
+//! kept), expired slivers, and a refused admin account. These tests need root (they create
 //! accounts and switch uid); elsewhere they print "skipping" and pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -508,4 +509,415 @@ async fn the_helper_passed_stream_carries_the_target_identity() {
     assert!(shown.contains("missing.api"), "{shown}");
     assert!(shown.contains("No such file or directory"), "{shown}");
     assert_eq!(nodemanager::connect_helper_main(&[]), ExitCode::from(2));
+}
+
+/// A sliver as PLC's GetSlivers lists it.
+fn plc_sliver(name: &str, instantiation: &str, expires: i64) -> Value {
+    Value::Struct(
+        geni_xmlrpc::Struct::new()
+            .with("name", name)
+            .with("slice_id", 77)
+            .with("instantiation", instantiation)
+            .with("expires", expires)
+            .with(
+                "keys",
+                Value::Array(vec![Value::Struct(
+                    geni_xmlrpc::Struct::new()
+                        .with("key_type", "ssh")
+                        .with("key", "ssh-rsa PLCKEY plc@example"),
+                )]),
+            )
+            .with("attributes", Value::Array(vec![])),
+    )
+}
+
+/// The parts of NM's record a re-delivery must bring back.
+fn essentials(record: &geni_xmlrpc::Struct) -> Vec<Option<Value>> {
+    ["keys", "initscript", "rspec", "instantiation", "expires"]
+        .iter()
+        .map(|k| record.get(k).cloned())
+        .collect()
+}
+
+/// Journal entries about `name` from `from` on.
+fn journal_of(double: &support::nm_double::NmDouble, from: usize, name: &str) -> Vec<String> {
+    double.journal()[from..]
+        .iter()
+        .filter(|e| e.split_once(' ').is_some_and(|(_, n)| n == name))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn after_a_nodemanager_restart_start_works_within_one_reconcile_pass() {
+    let Some(f) = fixture("after_a_nodemanager_restart") else {
+        return;
+    };
+    let sliver = name(&f.slice);
+    let (plc_made, ours_plc) = (format!("{}_plc", f.prefix), format!("{}_b", f.prefix));
+    // A sliver PLC made, which this backend never held.
+    f.double.plc_sync(
+        now() - 100.0,
+        vec![plc_sliver(&plc_made, "plc-instantiated", in_secs(7200))],
+    );
+    f.backend
+        .create(record(&f.slice, now() - 60.0, in_secs(3600), "11"))
+        .await
+        .unwrap();
+    let mut b = record(&ours_plc, now() - 60.0, in_secs(3600), "12");
+    b.instantiation = "plc-instantiated".into();
+    f.backend.create(b).await.unwrap();
+    let before = essentials(&f.double.record(&f.slice).unwrap());
+    let before_b = essentials(&f.double.record(&ours_plc).unwrap());
+
+    // NM7 restarts and PLC is unreachable: no records, the accounts and containers remain, and
+    // the sliver's own calls are refused with 102.
+    f.double.restart();
+    let mark = f.double.journal().len();
+    assert!(f.double.record(&f.slice).is_none());
+    assert!(f.backend.ssh_keys().await.unwrap().is_empty());
+    let accounts = f.double.xids();
+    for n in [&f.slice, &ours_plc, &plc_made] {
+        assert!(accounts.contains_key(n), "{n}");
+    }
+    let err = f
+        .backend
+        .call_as(&f.slice, "Start", vec![Value::from(f.slice.as_str())])
+        .await
+        .unwrap_err();
+    assert_eq!(nm_code(&err), 102, "{err}");
+
+    // One pass re-delivers both of ours.
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 2);
+    assert_eq!(
+        essentials(&f.double.record(&f.slice).unwrap()),
+        before,
+        "keys, initscript, rspec"
+    );
+    assert_eq!(essentials(&f.double.record(&ours_plc).unwrap()), before_b);
+    let tickets = count(&f.double, "AdminTicket");
+    let starts = count(&f.double, "Start");
+    f.backend.start(&sliver).await.unwrap();
+    // Straight through: one Start, no further delivery.
+    assert_eq!(count(&f.double, "Start"), starts + 1);
+    assert_eq!(count(&f.double, "AdminTicket"), tickets);
+    assert_eq!(f.double.running(&f.slice), Some(true));
+    f.backend.stop(&sliver).await.unwrap();
+    assert_eq!(f.double.running(&f.slice), Some(false));
+
+    // Nothing was destroyed on the way: not ours, not PLC's sliver, which holds a stand-in
+    // record that leaves it alone.
+    let journal = f.double.journal()[mark..].to_vec();
+    assert!(
+        !journal
+            .iter()
+            .any(|e| e.starts_with("destroy") || e.starts_with("create")),
+        "{journal:?}"
+    );
+    assert!(f.double.xids().contains_key(&plc_made));
+    assert!(
+        journal_of(&f.double, mark, &plc_made).is_empty(),
+        "{journal:?}"
+    );
+    let stand_in = f.double.record(&plc_made).unwrap();
+    assert_eq!(
+        stand_in.get("instantiation"),
+        Some(&Value::from("delegated"))
+    );
+    assert_eq!(stand_in.get("keys"), Some(&Value::from("")));
+
+    // PLC is back: its record replaces the stand-in and the sliver lives on; ours, which PLC
+    // does not list, are removed by NM and delivered again by the next pass.
+    f.double.plc_sync(
+        now(),
+        vec![plc_sliver(&plc_made, "plc-instantiated", in_secs(7200))],
+    );
+    let plc_record = f.double.record(&plc_made).unwrap();
+    assert_eq!(
+        plc_record.get("instantiation"),
+        Some(&Value::from("plc-instantiated"))
+    );
+    assert_eq!(
+        plc_record.get("keys"),
+        Some(&Value::from("ssh-rsa PLCKEY plc@example"))
+    );
+    assert!(!f.double.journal().contains(&format!("destroy {plc_made}")));
+    assert!(!f.double.xids().contains_key(&f.slice));
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 2);
+    assert!(f.double.xids().contains_key(&f.slice));
+}
+
+#[tokio::test]
+async fn after_a_nodemanager_restart_a_sliver_call_redelivers_and_retries_once() {
+    let Some(f) = fixture("a_sliver_call_redelivers") else {
+        return;
+    };
+    let sliver = name(&f.slice);
+    let expires = in_secs(3600);
+    f.backend
+        .create(record(&f.slice, now() - 60.0, expires, "13"))
+        .await
+        .unwrap();
+    let before = essentials(&f.double.record(&f.slice).unwrap());
+    f.double.restart();
+    let from = f.double.calls().len();
+
+    // No reconcile pass yet: Start meets 102, the sliver is delivered again, Start is retried.
+    f.backend.start(&sliver).await.unwrap();
+    let calls: Vec<(String, String, bool)> = f.double.calls()[from..]
+        .iter()
+        .filter(|c| !["GetXIDs", "GetSSHKeys"].contains(&c.method.as_str()))
+        .map(|c| (c.caller.clone(), c.method.clone(), c.answered))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (f.slice.clone(), "Start".to_owned(), true),
+            (f.admin.clone(), "AdminTicket".to_owned(), true),
+            (f.slice.clone(), "Start".to_owned(), true),
+        ]
+    );
+    assert_eq!(essentials(&f.double.record(&f.slice).unwrap()), before);
+    assert_eq!(f.double.running(&f.slice), Some(true));
+
+    // Restarted again, and this time PLC lists the slice (PLC lists every delegated slice for
+    // every node, §6): NM has the record back but created nothing for it, so Stop fails inside
+    // NM (104). The backend asks NM to Create it, then stops it.
+    f.double.restart();
+    f.double
+        .plc_sync(now(), vec![plc_sliver(&f.slice, "delegated", expires)]);
+    let err = f
+        .backend
+        .call_as(&f.slice, "Stop", vec![Value::from(f.slice.as_str())])
+        .await
+        .unwrap_err();
+    assert_eq!(nm_code(&err), 104, "{err}");
+    assert!(err.to_string().contains("no account object"), "{err}");
+    f.backend.stop(&sliver).await.unwrap();
+    assert_eq!(f.double.running(&f.slice), Some(false));
+    let last: Vec<String> = f.double.calls()[f.double.calls().len() - 2..]
+        .iter()
+        .map(|c| c.method.clone())
+        .collect();
+    assert_eq!(last, ["Create", "Stop"]);
+    assert_eq!(
+        f.backend.status(&sliver).await.unwrap().state,
+        SliverState::Stopped
+    );
+
+    // A sliver this backend does not hold is not delivered on a 102: the fault comes back.
+    f.double.restart();
+    let tickets = count(&f.double, "AdminTicket");
+    let err = f.backend.start(&name(&f.other)).await.unwrap_err();
+    assert_eq!(nm_code(&err), 102);
+    assert_eq!(count(&f.double, "AdminTicket"), tickets);
+}
+
+#[tokio::test]
+async fn a_stopped_sliver_is_not_started_by_recovery() {
+    let Some(f) = fixture("a_stopped_sliver_is_not_started") else {
+        return;
+    };
+    let sliver = name(&f.slice);
+    let running = format!("{}_run", f.prefix);
+    f.backend
+        .create(record(&f.slice, now() - 60.0, in_secs(3600), "14"))
+        .await
+        .unwrap();
+    f.backend
+        .create(record(&running, now() - 60.0, in_secs(3600), "15"))
+        .await
+        .unwrap();
+    f.backend.stop(&sliver).await.unwrap();
+    assert_eq!(f.double.running(&f.slice), Some(false));
+
+    // After an NM restart: NM's Create starts what it creates; the backend stops it again.
+    f.double.restart();
+    let mark = f.double.journal().len();
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 2);
+    assert_eq!(f.double.running(&f.slice), Some(false));
+    assert_eq!(
+        journal_of(&f.double, mark, &f.slice).last(),
+        Some(&format!("stop {}", f.slice))
+    );
+    assert_eq!(
+        f.backend.status(&sliver).await.unwrap().state,
+        SliverState::Stopped
+    );
+    // The one that was running runs.
+    assert_eq!(f.double.running(&running), Some(true));
+
+    // After a PLC sync removed it (account and all), the same.
+    f.double.plc_sync(now(), Vec::new());
+    assert!(!f.double.xids().contains_key(&f.slice));
+    let mark = f.double.journal().len();
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 2);
+    let journal = journal_of(&f.double, mark, &f.slice);
+    assert_eq!(journal.first(), Some(&format!("create {}", f.slice)));
+    assert_eq!(journal.last(), Some(&format!("stop {}", f.slice)));
+    assert_eq!(f.double.running(&f.slice), Some(false));
+    assert_eq!(f.double.running(&running), Some(true));
+
+    // And a later start starts it.
+    f.backend.start(&sliver).await.unwrap();
+    assert_eq!(f.double.running(&f.slice), Some(true));
+}
+
+#[tokio::test]
+async fn a_wrong_admin_account_is_named_and_changes_nothing() {
+    let Some(f) = fixture("a_wrong_admin_account") else {
+        return;
+    };
+    let state_dir = f.dir.path().join("state-wrong-admin");
+    let options = NodeManagerOptions {
+        admin_account: f.other.clone(),
+        state_dir: state_dir.clone(),
+        ..f.backend.options().clone()
+    };
+    let backend = NodeManagerBackend::new(options).unwrap();
+    let err = backend
+        .create(record(&f.slice, now(), in_secs(3600), "16"))
+        .await
+        .unwrap_err();
+    assert_eq!(nm_code(&err), 102, "{err}");
+    let shown = err.to_string();
+    let expected = format!(
+        "NodeManager did not accept {} as its admin account (NodeManager grants AdminTicket to \
+         <prefix>_sfacm): check [node.nodemanager] admin_account",
+        f.other
+    );
+    assert!(shown.contains(&expected), "{shown}");
+    assert!(!shown.contains("no sliver record"), "{shown}");
+    // NM saw the call from that account and changed nothing.
+    let last = f.double.calls().pop().unwrap();
+    assert_eq!(
+        (last.caller, last.method),
+        (f.other.clone(), "AdminTicket".to_owned())
+    );
+    assert!(f.double.record(&f.slice).is_none());
+    assert!(f.double.xids().is_empty());
+    assert!(f.double.tickets().is_empty());
+    // Nor did the backend: no record kept, nothing listed, nothing to re-deliver.
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 0);
+    assert!(backend.list().await.unwrap().is_empty());
+    assert_eq!(backend.reconcile_once().await.unwrap(), 0);
+    assert_eq!(count(&f.double, "AdminTicket"), 1);
+
+    // The right account, from the same node, works.
+    f.backend
+        .create(record(&f.slice, now(), in_secs(3600), "16"))
+        .await
+        .unwrap();
+    assert!(f.double.record(&f.slice).is_some());
+}
+
+#[tokio::test]
+async fn expired_slivers_are_destroyed_in_nodemanager_and_never_redelivered() {
+    let Some(mut f) = fixture("expired_slivers_are_destroyed") else {
+        return;
+    };
+    let (lasting, plc) = (format!("{}_long", f.prefix), format!("{}_b", f.prefix));
+    // NM calls are made as the sliver's own account, which NM would have made with useradd.
+    f.users.add(&plc);
+    let soon = in_secs(2);
+    f.backend
+        .create(record(&lasting, now() - 10.0, in_secs(3600), "1"))
+        .await
+        .unwrap();
+    // Delegated (NM's Destroy works), plc-instantiated (it does not), and one the node itself
+    // destroys through the trait.
+    for n in [&f.slice, &plc, &f.other] {
+        let mut r = record(n, now() - 10.0, soon, "1");
+        if *n == plc {
+            r.instantiation = "plc-instantiated".into();
+        }
+        f.backend.create(r).await.unwrap();
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let past = soon as f64 + 0.2;
+    while now() < past {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // NM has not synced since, so it still has all of them.
+    for n in [&f.slice, &plc, &f.other] {
+        assert!(f.double.xids().contains_key(n.as_str()), "{n}");
+    }
+
+    // The node destroys one; then the reconcile pass destroys the other two, re-delivers nothing.
+    f.backend.destroy(&name(&f.other)).await.unwrap();
+    assert!(!f.double.xids().contains_key(&f.other));
+    let tickets = count(&f.double, "AdminTicket");
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 0);
+    for n in [&f.slice, &plc, &f.other] {
+        assert!(!f.double.xids().contains_key(n.as_str()), "{n}");
+        assert!(f.double.journal().contains(&format!("destroy {n}")), "{n}");
+    }
+    assert!(f.double.record(&plc).is_none());
+    // Only the plc-instantiated one needed a delivery (of an expired record).
+    assert_eq!(count(&f.double, "AdminTicket"), tickets + 1);
+    assert_eq!(f.double.running(&lasting), Some(true));
+    let listed = f.backend.list().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        [lasting.as_str()]
+    );
+
+    // Both ways round are safe to repeat: destroying again is NotFound and asks NM for nothing
+    // but its list; further passes find nothing to do.
+    let calls = f.double.calls().len();
+    for n in [&f.slice, &plc, &f.other] {
+        let err = f.backend.destroy(&name(n)).await.unwrap_err();
+        assert!(matches!(err, NmError::NotFound(_)), "{err}");
+    }
+    assert!(
+        f.double.calls()[calls..]
+            .iter()
+            .all(|c| c.method == "GetXIDs")
+    );
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 0);
+    // A PLC sync that drops everything brings back only the unexpired one.
+    f.double.plc_sync(now(), Vec::new());
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 1);
+    assert_eq!(f.double.xids().into_keys().collect::<Vec<_>>(), [lasting]);
+}
+
+#[tokio::test]
+async fn an_expired_sliver_is_destroyed_while_a_restarted_nodemanager_lacks_its_record() {
+    let Some(f) = fixture("an_expired_sliver_is_destroyed_while") else {
+        return;
+    };
+    let (lasting, plc_made) = (format!("{}_long", f.prefix), format!("{}_plc", f.prefix));
+    f.double.plc_sync(
+        now() - 100.0,
+        vec![plc_sliver(&plc_made, "plc-instantiated", in_secs(7200))],
+    );
+    f.backend
+        .create(record(&lasting, now() - 10.0, in_secs(3600), "1"))
+        .await
+        .unwrap();
+    let soon = in_secs(2);
+    f.backend
+        .create(record(&f.slice, now() - 10.0, soon, "1"))
+        .await
+        .unwrap();
+    f.double.restart();
+    #[allow(clippy::cast_precision_loss)]
+    let past = soon as f64 + 0.2;
+    while now() < past {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mark = f.double.journal().len();
+    assert_eq!(f.backend.reconcile_once().await.unwrap(), 1);
+    assert!(!f.double.xids().contains_key(&f.slice));
+    assert_eq!(
+        journal_of(&f.double, mark, &f.slice),
+        [format!("destroy {}", f.slice)]
+    );
+    assert!(f.double.record(&lasting).is_some());
+    assert!(f.double.xids().contains_key(&plc_made));
+    assert!(journal_of(&f.double, mark, &plc_made).is_empty());
+    assert!(matches!(
+        f.backend.destroy(&name(&f.slice)).await.unwrap_err(),
+        NmError::NotFound(_)
+    ));
 }

@@ -37,8 +37,7 @@ pub(crate) struct Fixture {
     /// An account that is neither.
     pub(crate) other: String,
     pub(crate) prefix: String,
-    /// Held for its drop, which deletes the accounts.
-    _users: Users,
+    pub(crate) users: Users,
     pub(crate) dir: tempfile::TempDir,
 }
 
@@ -87,7 +86,7 @@ pub(crate) fn fixture(test: &str) -> Option<Fixture> {
         slice,
         other,
         prefix,
-        _users: users,
+        users,
         dir,
     })
 }
@@ -110,6 +109,7 @@ pub(crate) fn record(name: &str, timestamp: f64, expires: i64, cpu_share: &str) 
         )
         .expect("rspec"),
         caller: "plc.test.alice".into(),
+        slice: format!("plc.test.{name}"),
     }
 }
 

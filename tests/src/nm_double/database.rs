@@ -23,11 +23,16 @@ const DEFAULTS: &str = "enabled=i1 cpu_pct=i0 cpu_share=i1 cpu_cores=s0b net_min
 const SLIVER_SHELL: &str = "/usr/sbin/vsh";
 const CONTROLLER_SHELL: &str = "/usr/bin/forward_api_calls";
 
-/// A passwd entry with a registered shell, and whether its sliver runs.
+/// A passwd entry with a registered shell, whether its sliver runs, and whether NM's Worker for
+/// it holds an account object (`Worker._acct`).
 pub(crate) struct Account {
     pub(crate) uid: u32,
     shell: &'static str,
+    /// The container's own state: it outlives an NM restart.
     pub(crate) running: bool,
+    /// `Worker._acct is not None`. Only `ensure_created` sets it, so a restarted NM has none:
+    /// `Worker.is_running()` is then False, and `Start`/`Stop` raise AttributeError (§3.1, §3.4).
+    pub(crate) attached: bool,
 }
 
 /// NM's state: the record database, the accounts, and what the tests inspect.
@@ -39,7 +44,7 @@ pub(crate) struct Nm {
     /// What exists: accounts with a registered shell (NM reads passwd for this).
     pub(crate) passwd: BTreeMap<String, Account>,
     pub(crate) calls: Vec<Call>,
-    /// Lifecycle events: `create|configure|start|stop|destroy <name>`.
+    /// Lifecycle events: `create|configure|start|stop|destroy <name>`, and `restart`.
     pub(crate) journal: Vec<String>,
     /// The decoded data of every AdminTicket that got as far as naming its sliver.
     pub(crate) tickets: Vec<Value>,
@@ -177,7 +182,7 @@ impl Nm {
         for name in names {
             let refresh = match text(self.db[&name].get("instantiation")) {
                 "plc-instantiated" | "nm-controller" => true,
-                "delegated" => self.passwd.get(&name).is_some_and(|a| a.running),
+                "delegated" => self.passwd.get(&name).is_some_and(Account::is_running),
                 _ => false,
             };
             if refresh {
@@ -208,10 +213,14 @@ impl Nm {
                     uid,
                     shell,
                     running: false,
+                    attached: false,
                 },
             );
             self.journal.push(format!("create {name}"));
-        } else if self.passwd.get(name).is_some_and(|a| a.running) {
+        }
+        let account = self.passwd.get_mut(name).ok_or("account vanished")?;
+        account.attached = true;
+        if account.running {
             self.journal.push(format!("configure {name}"));
             return Ok(None);
         }
@@ -221,7 +230,7 @@ impl Nm {
     /// `Worker.start`: configure, then start. Without an account object: AttributeError.
     pub(super) fn start(&mut self, name: &str) -> Handled {
         let no_account = "'NoneType' object has no attribute 'configure'";
-        self.passwd.get_mut(name).ok_or(no_account)?.running = true;
+        self.attached(name).ok_or(no_account)?.running = true;
         self.journal
             .extend([format!("configure {name}"), format!("start {name}")]);
         Ok(None)
@@ -229,7 +238,7 @@ impl Nm {
 
     pub(super) fn stop(&mut self, name: &str) -> Handled {
         let no_account = "'NoneType' object has no attribute 'stop'";
-        self.passwd.get_mut(name).ok_or(no_account)?.running = false;
+        self.attached(name).ok_or(no_account)?.running = false;
         self.journal.push(format!("stop {name}"));
         Ok(None)
     }
@@ -242,10 +251,34 @@ impl Nm {
         None
     }
 
+    /// NM7 restarting (§2.3, §3.4): its pickle is never reloaded, so the database starts empty
+    /// and `_min_timestamp` at 0; passwd and the containers are untouched; every Worker is new,
+    /// without an account object.
+    pub(crate) fn restart(&mut self) {
+        self.db.clear();
+        self.min_timestamp = 0.0;
+        for account in self.passwd.values_mut() {
+            account.attached = false;
+        }
+        self.journal.push("restart".to_owned());
+    }
+
+    /// The account of `name` when its Worker holds an account object.
+    fn attached(&mut self, name: &str) -> Option<&mut Account> {
+        self.passwd.get_mut(name).filter(|a| a.attached)
+    }
+
     /// What GetXIDs answers: every account whose shell is the sliver shell.
     pub(crate) fn xids(&self) -> BTreeMap<String, u32> {
         let slivers = self.passwd.iter().filter(|(_, a)| a.shell == SLIVER_SHELL);
         slivers.map(|(n, a)| (n.clone(), a.uid)).collect()
+    }
+}
+
+impl Account {
+    /// `Worker.is_running()`: False without an account object, whatever the container does.
+    fn is_running(&self) -> bool {
+        self.attached && self.running
     }
 }
 

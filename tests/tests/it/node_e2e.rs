@@ -194,10 +194,11 @@ sliver_cred = node.redeem_ticket(ticket)
 assert sliver_cred.startswith("-----BEGIN CERTIFICATE-----"), sliver_cred[:40]
 print("redeem", "ok")
 print("start", node.start_slice(cred))
-print("list", [(r["name"], r["state"]) for r in node.list_slices(cred)])
+print("names", node.list_slices(cred))
+print("list", [(r["name"], r["slice"], r["state"]) for r in node.list_slivers(cred)])
 print("stop", node.stop_slice(sliver_cred))
 print("reset", node.reset_slice(cred))
-print("list", [(r["name"], r["state"]) for r in node.list_slices(cred)])
+print("list", [(r["name"], r["state"]) for r in node.list_slivers(cred)])
 print("delete", node.delete_slice(cred))
 print("list", node.list_slices(cred))
 try:
@@ -250,7 +251,8 @@ fn python_xmlrpc_client_drives_the_node() {
     );
     let want = "redeem ok\n\
                 start 1\n\
-                list [('pl_s1', 'running')]\n\
+                names ['pl_s1']\n\
+                list [('pl_s1', 'planetlab.us.pl.s1', 'running')]\n\
                 stop 1\n\
                 reset 1\n\
                 list [('pl_s1', 'running')]\n\
