@@ -9,6 +9,7 @@
 
 mod auth;
 mod authority;
+mod config;
 mod daemon;
 mod demo;
 mod node;

@@ -47,7 +47,7 @@ use geni_rpc::{CallContext, Dispatcher, RpcError};
 use geni_trust::{ChainForm, Gid, Hrn, Operation, RecordType, VerifiedCredential, Verifier};
 use geni_xmlrpc::Value;
 
-pub(crate) use config::PlcSection;
+pub(crate) use plcapi::PlcApiSettings;
 pub(crate) use run::{PlcArgs, run};
 
 use authorities::Authorities;

@@ -18,10 +18,11 @@ use nm_bridge::SliverManager;
 use nm_bridge::local::{self, LocalManager, LocalOptions};
 use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 
-use super::config::{self, NodeConfig};
+use super::config::NodeConfig;
 use super::tombstones::Tombstones;
 use super::{Node, pidfile, reap, restart};
 use crate::ExitCode;
+use crate::config::{self, NodeBackend};
 
 /// Flags of `geni-agent node`; each overrides the configuration file and environment.
 #[derive(Debug, Args)]
@@ -48,8 +49,8 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     credential: Option<PathBuf>,
     /// Sliver backend (node.backend).
-    #[arg(long, value_parser = ["local", "nodemanager"])]
-    backend: Option<String>,
+    #[arg(long, value_enum)]
+    backend: Option<NodeBackend>,
     /// Accept md5 and sha1 signatures (2008 objects) (node.legacy_digests).
     #[arg(long)]
     legacy_digests: bool,
@@ -79,8 +80,8 @@ pub(crate) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = &args.credential {
         n.credential.clone_from(v);
     }
-    if let Some(v) = &args.backend {
-        n.backend.clone_from(v);
+    if let Some(v) = args.backend {
+        n.backend = v;
     }
     n.legacy_digests |= args.legacy_digests;
     args.ops.apply(n);
@@ -258,7 +259,7 @@ impl Live {
 /// Opens the configured sliver backend; for `nodemanager`, also starts the loop that re-delivers
 /// redeemed slivers NodeManager's PLC sync dropped.
 async fn open_backend(c: &config::NodeSection) -> anyhow::Result<Arc<dyn SliverManager>> {
-    if c.backend == "nodemanager" {
+    if c.backend == NodeBackend::NodeManager {
         let nm = &c.nodemanager;
         let backend = Arc::new(NodeManagerBackend::new(NodeManagerOptions {
             socket: nm.socket.clone(),

@@ -25,6 +25,7 @@ use super::provision::{self, NewNode, NewPerson, NewSlice, SiteSource};
 use super::store::{Store, StoredRecord};
 use super::{Registry, plc_fault};
 use crate::ExitCode;
+use crate::config::PlcBackendKind;
 
 // === init ===
 
@@ -109,7 +110,7 @@ pub(super) struct NukeArgs {
 /// the embedded PLC's data; the authorities on disk stay, so `plc import` or the admin commands
 /// can fill the registry again with the same keys. Asks on stdin unless `--yes`.
 pub(super) async fn nuke(config: &PlcConfig, args: &NukeArgs) -> anyhow::Result<ExitCode> {
-    if args.plc && config.section.backend != "embedded" {
+    if args.plc && config.section.backend != PlcBackendKind::Embedded {
         bail!("--plc deletes the embedded PLC's data; with a PLCAPI backend PLC's data is PLC's");
     }
     let db = Db::open(&config.database)

@@ -21,6 +21,7 @@ use super::embedded::Embedded;
 use super::plcapi::PlcApiBackend;
 use super::store::Store;
 use crate::ExitCode;
+use crate::config::PlcBackendKind;
 
 /// Work done against an open registry, whatever its PLC backend.
 pub(super) trait RegistryTask {
@@ -38,18 +39,15 @@ pub(super) async fn with_registry<T: RegistryTask>(
     task: T,
 ) -> anyhow::Result<ExitCode> {
     let parts = open_parts(config).await?;
-    let outcome = match config.section.backend.as_str() {
-        "embedded" => {
+    let outcome = match config.section.backend {
+        PlcBackendKind::Embedded => {
             let plc = Embedded::new(parts.db.clone());
             task.run(parts.registry(plc, config), config).await
         }
-        "plcapi" => match connect_plcapi(config).await {
+        PlcBackendKind::Plcapi => match connect_plcapi(config).await {
             Ok(plc) => task.run(parts.registry(plc, config), config).await,
             Err(e) => Err(e),
         },
-        other => Err(anyhow::anyhow!(
-            "plc.backend must be \"embedded\" or \"plcapi\", not {other:?}"
-        )),
     };
     parts.db.close().await;
     outcome

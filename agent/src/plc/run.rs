@@ -12,7 +12,7 @@ use super::open::with_registry;
 use super::serve::Serve;
 use super::{admin, import};
 use crate::ExitCode;
-use crate::node::config as file_config;
+use crate::config::{self as file_config, PlcBackendKind};
 
 /// `geni-agent plc`.
 #[derive(Debug, Args)]
@@ -50,8 +50,8 @@ struct CommonArgs {
     #[arg(long, value_name = "HRN", global = true)]
     authority: Option<String>,
     /// PLC backend (plc.backend).
-    #[arg(long, value_parser = ["embedded", "plcapi"], global = true)]
-    backend: Option<String>,
+    #[arg(long, value_enum, global = true)]
+    backend: Option<PlcBackendKind>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,8 +126,8 @@ pub(crate) fn run(args: PlcArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = &c.authority {
         p.authority.clone_from(v);
     }
-    if let Some(v) = &c.backend {
-        p.backend.clone_from(v);
+    if let Some(v) = c.backend {
+        p.backend = v;
     }
     if let PlcCommand::Serve(s) = &args.command {
         if let Some(v) = &s.listen {
