@@ -11,8 +11,7 @@
 //! `GENI_BENCH_BIN` measures another build of the node, e.g. the static musl binary that ships.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use geni_tests as support;
 
 use std::time::{Duration, Instant};
 

@@ -14,8 +14,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use geni_tests as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -9,6 +9,8 @@
 
 mod auth;
 mod authority;
+mod config;
+mod daemon;
 mod demo;
 mod node;
 mod notify;

@@ -204,14 +204,12 @@ pub(crate) fn nm_fault(e: NmError) -> RpcError {
         NmError::Stale { .. } => RpcError::Failed(format!(
             "{e}: a ticket older than the sliver's current record is refused; get a new ticket"
         )),
-        NmError::InvalidRecord(_) => RpcError::Failed(e.to_string()),
-        NmError::Permission(_)
-        | NmError::NodeManager { .. }
-        | NmError::Process { .. }
-        | NmError::Transport(_) => RpcError::Failed(e.to_string()),
+        NmError::InvalidRecord(_) | NmError::NodeManager { .. } => RpcError::Failed(e.to_string()),
+        // The node's own failures (accounts, processes, files, the NodeManager socket): their
+        // text names local paths and programs, so it goes to the log only.
         other => {
             tracing::error!(error = %other, "Backend failure");
-            RpcError::Failed(format!("the node could not do that: {other}"))
+            RpcError::Internal(other.to_string())
         }
     }
 }

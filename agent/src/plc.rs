@@ -1,6 +1,8 @@
 //! PLC mode: the registry and slice interface of Geniwrapper (2008 method names, arguments and
 //! return shapes, `reference/geniwrapper-2008.md` §4.2) on the HTTPS XML-RPC server, one module
-//! per method, over a record store (SQLite or PostgreSQL) and a PLC backend.
+//! per method (each exports `NAME`, `HELP` and a plain `async fn call`; [`Registry::dispatcher`]
+//! is the one place they are boxed into handlers), over a record store (SQLite or PostgreSQL)
+//! and a PLC backend.
 //!
 //! [`Registry`] is generic over [`PlcBackend`] so that the embedded PLC and a remote PLCAPI plug
 //! in the same way; everything here is written once against the trait. What 2008 got wrong is
@@ -26,22 +28,26 @@ mod import;
 mod list;
 mod names;
 mod noop;
+mod open;
 mod plcapi;
+mod provision;
 mod record;
 mod register;
 mod remove;
 mod resolve;
 mod run;
+mod serve;
 mod store;
 mod update;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, Dispatcher, RpcError};
 use geni_trust::{ChainForm, Gid, Hrn, Operation, RecordType, VerifiedCredential, Verifier};
 use geni_xmlrpc::Value;
 
-pub(crate) use config::PlcSection;
+pub(crate) use plcapi::PlcApiSettings;
 pub(crate) use run::{PlcArgs, run};
 
 use authorities::Authorities;
@@ -62,37 +68,45 @@ pub(crate) struct Registry<B> {
     pub(crate) ticket_lifetime: i64,
 }
 
-/// Signature shared by every method module.
-type MethodFn<B> = fn(Arc<Registry<B>>, CallContext, Vec<Value>) -> geni_rpc::HandlerFuture;
-
 impl<B: PlcBackend + 'static> Registry<B> {
     /// The method table of the registry and slice interface.
     pub(crate) fn dispatcher(self: &Arc<Self>) -> Dispatcher {
-        let methods: [(&str, &str, MethodFn<B>); 11] = [
-            ("noop", noop::HELP, noop::call),
-            ("create_gid", create_gid::HELP, create_gid::call),
-            (
-                "get_self_credential",
-                get_self_credential::HELP,
-                get_self_credential::call,
-            ),
-            ("get_credential", get_credential::HELP, get_credential::call),
-            ("get_gid", get_gid::HELP, get_gid::call),
-            ("register", register::HELP, register::call),
-            ("remove", remove::HELP, remove::call),
-            ("update", update::HELP, update::call),
-            ("list", list::HELP, list::call),
-            ("resolve", resolve::HELP, resolve::call),
-            ("get_ticket", get_ticket::HELP, get_ticket::call),
-        ];
         let mut d = Dispatcher::new();
-        for (name, help, f) in methods {
-            let registry = Arc::clone(self);
-            d.register(name, help, move |ctx, params| {
-                f(Arc::clone(&registry), ctx, params)
-            });
-        }
+        self.method(&mut d, noop::NAME, noop::HELP, noop::call);
+        self.method(&mut d, create_gid::NAME, create_gid::HELP, create_gid::call);
+        self.method(
+            &mut d,
+            get_self_credential::NAME,
+            get_self_credential::HELP,
+            get_self_credential::call,
+        );
+        self.method(
+            &mut d,
+            get_credential::NAME,
+            get_credential::HELP,
+            get_credential::call,
+        );
+        self.method(&mut d, get_gid::NAME, get_gid::HELP, get_gid::call);
+        self.method(&mut d, register::NAME, register::HELP, register::call);
+        self.method(&mut d, remove::NAME, remove::HELP, remove::call);
+        self.method(&mut d, update::NAME, update::HELP, update::call);
+        self.method(&mut d, list::NAME, list::HELP, list::call);
+        self.method(&mut d, resolve::NAME, resolve::HELP, resolve::call);
+        self.method(&mut d, get_ticket::NAME, get_ticket::HELP, get_ticket::call);
         d
+    }
+
+    /// The one adapter from a method module's plain `async fn call` to the dispatcher's boxed
+    /// handler: each call gets its own handle on the registry.
+    fn method<F, Fut>(self: &Arc<Self>, d: &mut Dispatcher, name: &str, help: &str, call: F)
+    where
+        F: Fn(Arc<Self>, CallContext, Vec<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, RpcError>> + Send + 'static,
+    {
+        let registry = Arc::clone(self);
+        d.register(name, help, move |ctx, params| {
+            call(Arc::clone(&registry), ctx, params)
+        });
     }
 }
 
@@ -241,28 +255,24 @@ pub(crate) fn type_arg(method: &str, value: &Value) -> Result<RecordType, RpcErr
     }
 }
 
-/// The one mapping from PLC backend errors to protocol errors.
+/// The one mapping from PLC backend errors to protocol errors. PLC's refusals and missing rows
+/// are the caller's to read; an unreachable PLC, a failed database or a malformed answer is ours,
+/// and its cause (addresses, driver text) goes to the log, never to the peer.
 pub(crate) fn plc_fault(e: PlcError) -> RpcError {
     match e {
         PlcError::Refused { code, message } => {
             RpcError::Failed(format!("PLC refused ({code}): {message}"))
         }
         PlcError::NotFound { what } => RpcError::NotFound(format!("PLC {what}")),
-        PlcError::Unavailable(why) => {
-            tracing::error!(error = %why, "PLC unavailable");
-            RpcError::Failed(format!(
-                "PLC is unavailable ({why}); nothing was changed as far as the registry knows, \
-                 try again later"
-            ))
-        }
-        PlcError::Malformed { what } => {
-            tracing::error!(what = %what, "PLC answered a malformed value");
-            RpcError::Failed(format!("PLC answered a malformed value ({what})"))
+        e @ (PlcError::Malformed { .. } | PlcError::Unavailable(_)) => {
+            tracing::error!(error = %e, "PLC backend failure");
+            RpcError::Internal(e.to_string())
         }
     }
 }
 
-/// The one mapping from record store errors to protocol errors.
+/// The one mapping from record store errors to protocol errors: a duplicate is the caller's,
+/// anything else is ours and goes to the log only.
 pub(crate) fn store_fault(e: StoreError) -> RpcError {
     match e {
         StoreError::Exists(what) => RpcError::Exists(what),

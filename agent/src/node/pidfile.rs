@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::config::NodeSection;
+use crate::config::NodeSection;
 
 /// The pid file's name in the state directory when `node.pid_file` is not set.
 const DEFAULT_NAME: &str = "node.pid";

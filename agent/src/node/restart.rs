@@ -23,9 +23,10 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::config::{NodeConfig, NodeSection};
+use super::config::NodeConfig;
 use super::pidfile::{self, Running};
 use crate::ExitCode;
+use crate::config::NodeSection;
 
 /// How long a node may take to exit after SIGTERM: the server lets calls in flight finish for up
 /// to 30 s (`geni_rpc::Limits::drain_timeout`), plus a margin. The systemd units' TimeoutStopSec

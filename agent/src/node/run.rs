@@ -18,10 +18,11 @@ use nm_bridge::SliverManager;
 use nm_bridge::local::{self, LocalManager, LocalOptions};
 use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 
-use super::config::{self, NodeConfig};
+use super::config::NodeConfig;
 use super::tombstones::Tombstones;
 use super::{Node, pidfile, reap, restart};
 use crate::ExitCode;
+use crate::config::{self, NodeBackend};
 
 /// Flags of `geni-agent node`; each overrides the configuration file and environment.
 #[derive(Debug, Args)]
@@ -48,8 +49,8 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     credential: Option<PathBuf>,
     /// Sliver backend (node.backend).
-    #[arg(long, value_parser = ["local", "nodemanager"])]
-    backend: Option<String>,
+    #[arg(long, value_enum)]
+    backend: Option<NodeBackend>,
     /// Accept md5 and sha1 signatures (2008 objects) (node.legacy_digests).
     #[arg(long)]
     legacy_digests: bool,
@@ -79,8 +80,8 @@ pub(crate) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = &args.credential {
         n.credential.clone_from(v);
     }
-    if let Some(v) = &args.backend {
-        n.backend.clone_from(v);
+    if let Some(v) = args.backend {
+        n.backend = v;
     }
     n.legacy_digests |= args.legacy_digests;
     args.ops.apply(n);
@@ -150,10 +151,6 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         backend = %c.backend,
         "Node serving"
     );
-    // Scripts (and the end-to-end tests) wait for this line to know the port.
-    if let Some(addr) = server.local_addr() {
-        println!("listening on {addr}");
-    }
     let stop = server.shutdown_handle();
     let live = Live {
         verifier: Arc::clone(&verifier),
@@ -161,7 +158,12 @@ async fn serve(config: NodeConfig, config_file: Option<PathBuf>) -> anyhow::Resu
         roots_dir: c.trusted_roots.clone(),
         config_file,
     };
-    tokio::spawn(signals(stop, live));
+    crate::daemon::signals(stop, move || live.reload());
+    // Only now: a SIGHUP sent as soon as the node says it is up must find its handler.
+    // Scripts (and the end-to-end tests) wait for this line to know the port.
+    if let Some(addr) = server.local_addr() {
+        println!("listening on {addr}");
+    }
     crate::notify::ready();
     server.serve().await?;
     tracing::info!("Node stopped");
@@ -229,14 +231,7 @@ struct Live {
 
 impl Live {
     fn reload(&self) {
-        crate::notify::reloading();
-        match TrustedRoots::load_dir(&self.roots_dir) {
-            Ok(roots) => {
-                tracing::info!(roots = roots.len(), "Trusted roots reloaded");
-                self.verifier.replace_roots(roots);
-            }
-            Err(e) => tracing::error!(error = %e, "Reload failed; keeping the roots in use"),
-        }
+        crate::daemon::reload_roots(&self.verifier, &self.roots_dir);
         // Only reboot_command changes live; listen address, identity, state and backend are
         // bound at start, and a changed value there takes a restart.
         match config::load(self.config_file.as_deref()) {
@@ -258,36 +253,13 @@ impl Live {
                 );
             }
         }
-        crate::notify::reloaded();
     }
-}
-
-async fn signals(stop: geni_rpc::ShutdownHandle, live: Live) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop the node with SIGKILL");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => live.reload(),
-        }
-    }
-    crate::notify::stopping();
-    tracing::info!("Stopping: finishing calls in flight");
-    stop.shutdown();
 }
 
 /// Opens the configured sliver backend; for `nodemanager`, also starts the loop that re-delivers
 /// redeemed slivers NodeManager's PLC sync dropped.
 async fn open_backend(c: &config::NodeSection) -> anyhow::Result<Arc<dyn SliverManager>> {
-    if c.backend == "nodemanager" {
+    if c.backend == NodeBackend::NodeManager {
         let nm = &c.nodemanager;
         let backend = Arc::new(NodeManagerBackend::new(NodeManagerOptions {
             socket: nm.socket.clone(),

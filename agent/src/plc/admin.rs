@@ -3,10 +3,10 @@
 //! (`site add`, `person add`, `slice add`, `slice attr set`, `node add`, `initscript add`), and
 //! `nuke`.
 //!
-//! Each admin subcommand goes through the same backend interface and record store as the
-//! server's `register`, so what it makes is exactly what a GENI caller would have made; and, like
-//! `register`, a failure part-way undoes the PLC object it added. They work while the server
-//! runs (the database serialises writers).
+//! Each `add` parses its flags, reads the files they name, and hands the rest to [`provision`],
+//! as the server's `register` does, so what it makes is exactly what a GENI caller would have
+//! made, and a failure part-way undoes itself there. They work while the server runs (the
+//! database serialises writers).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -20,10 +20,12 @@ use super::backend::{Lookup, PlcBackend};
 use super::config::PlcConfig;
 use super::db::{self, Db};
 use super::embedded::Embedded;
-use super::run::{RegistryTask, hierarchy};
+use super::open::{RegistryTask, hierarchy};
+use super::provision::{self, NewNode, NewPerson, NewSlice, SiteSource};
 use super::store::{Store, StoredRecord};
 use super::{Registry, plc_fault};
 use crate::ExitCode;
+use crate::config::PlcBackendKind;
 
 // === init ===
 
@@ -108,7 +110,7 @@ pub(super) struct NukeArgs {
 /// the embedded PLC's data; the authorities on disk stay, so `plc import` or the admin commands
 /// can fill the registry again with the same keys. Asks on stdin unless `--yes`.
 pub(super) async fn nuke(config: &PlcConfig, args: &NukeArgs) -> anyhow::Result<ExitCode> {
-    if args.plc && config.section.backend != "embedded" {
+    if args.plc && config.section.backend != PlcBackendKind::Embedded {
         bail!("--plc deletes the embedded PLC's data; with a PLCAPI backend PLC's data is PLC's");
     }
     let db = Db::open(&config.database)
@@ -184,50 +186,25 @@ impl RegistryTask for SiteCommand {
     ) -> anyhow::Result<ExitCode> {
         let Self::Add(a) = self;
         let hrn = child(&config.authority, &a.login_base)?;
-        for kind in [RecordType::Sa, RecordType::Ma] {
-            if registry.store.find(&hrn, kind).await?.is_some() {
-                bail!("{kind} record {hrn} already exists");
-            }
-        }
         let mut fields = Struct::new()
-            .with("login_base", a.login_base.as_str())
             .with("name", a.name.unwrap_or_else(|| hrn.to_string()))
             .with(
                 "abbreviated_name",
                 a.abbreviated_name.unwrap_or_else(|| a.login_base.clone()),
             )
-            .with("enabled", true)
-            .with("is_public", true)
             .with("max_slices", a.max_slices);
         if let Some(url) = a.url {
             fields.insert("url", url);
         }
-        let site_id = registry.plc.add_site(fields).await.map_err(plc_fault)?;
-        let made = !registry.authorities.holds(&hrn);
-        let outcome = async {
-            if made {
-                registry.authorities.create(&hrn).await?;
-            }
-            let gid = registry
-                .authorities
-                .gid(&hrn)?
-                .to_chain_string(ChainForm::Separator)?;
-            for kind in [RecordType::Sa, RecordType::Ma] {
-                insert(&registry.store, &hrn, kind, &gid, site_id).await?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = outcome {
-            let _ = registry.plc.delete_site(site_id).await;
-            for kind in [RecordType::Sa, RecordType::Ma] {
-                let _ = registry.store.delete(&hrn, kind).await;
-            }
-            if made {
-                registry.authorities.discard(&hrn);
-            }
-            return Err(e);
-        }
+        let added = provision::add_site(
+            &registry,
+            &hrn,
+            &[RecordType::Sa, RecordType::Ma],
+            fields,
+            SiteSource::New,
+        )
+        .await?;
+        let site_id = added.site_id;
         println!(
             "added site {} (site_id {site_id}) as authority {hrn}",
             a.login_base
@@ -283,9 +260,6 @@ impl RegistryTask for PersonCommand {
             Some(h) => h,
             None => child(&site_hrn, &email_leaf(&a.email))?,
         };
-        if registry.store.find(&hrn, RecordType::User).await?.is_some() {
-            bail!("user record {hrn} already exists");
-        }
         let mut ssh_keys = Vec::new();
         for path in &a.key {
             let text = std::fs::read_to_string(path)
@@ -314,36 +288,16 @@ impl RegistryTask for PersonCommand {
             .with("first_name", a.first_name)
             .with("last_name", a.last_name.unwrap_or_else(|| hrn.to_string()))
             .with("enabled", true);
-        let person_id = registry.plc.add_person(fields).await.map_err(plc_fault)?;
-        let outcome = async {
-            registry
-                .plc
-                .add_person_to_site(person_id, site_id)
-                .await
-                .map_err(plc_fault)?;
-            for role in &roles {
-                registry
-                    .plc
-                    .add_role_to_person(role, person_id)
-                    .await
-                    .map_err(plc_fault)?;
-            }
-            for key in &ssh_keys {
-                registry
-                    .plc
-                    .add_person_key(person_id, "ssh", key)
-                    .await
-                    .map_err(plc_fault)?;
-            }
-            let gid = registry.authorities.create_gid(&hrn, None, &gid_key)?;
-            let text = gid.to_chain_string(ChainForm::Separator)?;
-            insert(&registry.store, &hrn, RecordType::User, &text, person_id).await
-        }
-        .await;
-        if let Err(e) = outcome {
-            let _ = registry.plc.delete_person(person_id).await;
-            return Err(e);
-        }
+        let gid = registry.authorities.create_gid(&hrn, None, &gid_key)?;
+        let person = NewPerson {
+            hrn: hrn.clone(),
+            gid: gid.to_chain_string(ChainForm::Separator)?,
+            fields,
+            site_id: Some(site_id),
+            roles: roles.clone(),
+            ssh_keys,
+        };
+        let person_id = provision::add_person(&registry, person).await?;
         println!(
             "added person {} (person_id {person_id}) as user {hrn}, roles {}",
             a.email,
@@ -423,14 +377,6 @@ async fn slice_add<B: PlcBackend>(
     };
     let (site_hrn, _) = site(&registry, config, login_base).await?;
     let hrn = child(&site_hrn, leaf)?;
-    if registry
-        .store
-        .find(&hrn, RecordType::Slice)
-        .await?
-        .is_some()
-    {
-        bail!("slice record {hrn} already exists");
-    }
     let mut people = Vec::new();
     for email in &a.person {
         let p = registry
@@ -453,24 +399,14 @@ async fn slice_add<B: PlcBackend>(
         .with("instantiation", a.instantiation.as_str())
         .with("max_nodes", 10)
         .with("expires", expires);
-    let slice_id = registry.plc.add_slice(fields).await.map_err(plc_fault)?;
-    let outcome = async {
-        for person in &people {
-            registry
-                .plc
-                .add_person_to_slice(*person, slice_id)
-                .await
-                .map_err(plc_fault)?;
-        }
-        let gid = registry.authorities.create_gid(&hrn, None, &key)?;
-        let text = gid.to_chain_string(ChainForm::Separator)?;
-        insert(&registry.store, &hrn, RecordType::Slice, &text, slice_id).await
-    }
-    .await;
-    if let Err(e) = outcome {
-        let _ = registry.plc.delete_slice(slice_id).await;
-        return Err(e);
-    }
+    let gid = registry.authorities.create_gid(&hrn, None, &key)?;
+    let slice = NewSlice {
+        hrn: hrn.clone(),
+        gid: gid.to_chain_string(ChainForm::Separator)?,
+        fields,
+        person_ids: people,
+    };
+    let slice_id = provision::add_slice(&registry, slice).await?;
     println!("added slice {} (slice_id {slice_id}) as {hrn}", a.name);
     Ok(ExitCode::Success)
 }
@@ -551,9 +487,6 @@ impl RegistryTask for NodeCommand {
             Some(h) => h,
             None => child(&site_hrn, &a.hostname.replace('.', "_"))?,
         };
-        if registry.store.find(&hrn, RecordType::Node).await?.is_some() {
-            bail!("node record {hrn} already exists");
-        }
         let key = match &a.pubkey {
             Some(p) => PublicKey::load(p)?,
             None => Keypair::generate(Keypair::DEFAULT_BITS)?.public_key(),
@@ -561,21 +494,14 @@ impl RegistryTask for NodeCommand {
         let fields = Struct::new()
             .with("hostname", a.hostname.as_str())
             .with("model", a.model);
-        let node_id = registry
-            .plc
-            .add_node(&a.site, fields)
-            .await
-            .map_err(plc_fault)?;
-        let outcome = async {
-            let gid = registry.authorities.create_gid(&hrn, None, &key)?;
-            let text = gid.to_chain_string(ChainForm::Separator)?;
-            insert(&registry.store, &hrn, RecordType::Node, &text, node_id).await
-        }
-        .await;
-        if let Err(e) = outcome {
-            let _ = registry.plc.delete_node(node_id).await;
-            return Err(e);
-        }
+        let gid = registry.authorities.create_gid(&hrn, None, &key)?;
+        let node = NewNode {
+            hrn: hrn.clone(),
+            gid: gid.to_chain_string(ChainForm::Separator)?,
+            login_base: a.site.clone(),
+            fields,
+        };
+        let node_id = provision::add_node(&registry, node).await?;
         println!("added node {} (node_id {node_id}) as {hrn}", a.hostname);
         Ok(ExitCode::Success)
     }
@@ -665,24 +591,6 @@ fn email_leaf(email: &str) -> String {
             }
         })
         .collect()
-}
-
-async fn insert(
-    store: &Store,
-    hrn: &Hrn,
-    kind: RecordType,
-    gid: &str,
-    pointer: i64,
-) -> anyhow::Result<()> {
-    store
-        .insert(&StoredRecord {
-            hrn: hrn.clone(),
-            kind,
-            gid: gid.to_owned(),
-            pointer,
-        })
-        .await?;
-    Ok(())
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

@@ -86,17 +86,26 @@ impl Authorities {
     }
 
     /// Removes the files of an authority this call just created, when what it was created for
-    /// failed. Only a leaf authority (nothing under it) is removed.
-    pub(crate) fn discard(&self, hrn: &Hrn) {
-        // Nothing was created for an hrn whose paths would leave the tree.
-        let Ok((dir, gid, pkey, dbinfo)) = self.hierarchy.paths(hrn) else {
-            return;
-        };
+    /// failed. Only a leaf authority (nothing under it) is removed: anything else in its
+    /// directory makes this an error and keeps it.
+    pub(crate) fn discard(&self, hrn: &Hrn) -> std::io::Result<()> {
+        let (dir, gid, pkey, dbinfo) = self
+            .hierarchy
+            .paths(hrn)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         for f in [gid, pkey, dbinfo] {
-            let _ = std::fs::remove_file(f);
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("removing {}: {e}", f.display()),
+                    ));
+                }
+                _ => {}
+            }
         }
-        // Fails (and keeps the directory) if anything else is in it.
-        let _ = std::fs::remove_dir(dir);
+        std::fs::remove_dir(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("removing {}: {e}", dir.display())))
     }
 
     /// A GID for `hrn` and `key`, signed by `hrn`'s authority (2008 `create_gid`).

@@ -78,7 +78,7 @@ pub(crate) struct Slice {
 
 /// PLCAPI `GetNodes` row.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub(crate) struct PlcNode {
     pub(crate) node_id: i64,
     pub(crate) site_id: i64,
     pub(crate) hostname: String,
@@ -109,28 +109,21 @@ pub(crate) struct InitScript {
 }
 
 /// Why a PLC call did not give an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum PlcError {
+    /// PLCAPI answered with a value of the wrong shape (`what` names the method and field).
+    #[error("PLC answered a malformed value: {what}")]
+    Malformed { what: String },
+    /// The row asked for does not exist (`what` names it, e.g. `slice 12`).
+    #[error("{what} is not in PLC")]
+    NotFound { what: String },
     /// PLC refused: a PLCAPI fault, or the embedded store's equivalent (duplicate login_base,
     /// unknown id). The message is PLC's own and is shown to the caller.
+    #[error("PLC refused ({code}): {message}")]
     Refused { code: i64, message: String },
-    /// The row asked for does not exist (`what` names it, e.g. `slice 12`).
-    NotFound { what: String },
     /// PLCAPI could not be reached, or the database failed; nothing was changed as far as we know.
+    #[error("{0}")]
     Unavailable(String),
-    /// PLCAPI answered with a value of the wrong shape (`what` names the method and field).
-    Malformed { what: String },
-}
-
-impl std::fmt::Display for PlcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Refused { code, message } => write!(f, "PLC refused ({code}): {message}"),
-            Self::NotFound { what } => write!(f, "{what} is not in PLC"),
-            Self::Unavailable(why) => f.write_str(why),
-            Self::Malformed { what } => write!(f, "PLC answered a malformed value: {what}"),
-        }
-    }
 }
 
 pub(crate) type PlcResult<T> = Result<T, PlcError>;
@@ -142,7 +135,7 @@ pub(crate) trait PlcBackend: Send + Sync {
     fn get_persons(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Person>>> + Send;
     fn get_keys(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Key>>> + Send;
     fn get_slices(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Slice>>> + Send;
-    fn get_nodes(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<Node>>> + Send;
+    fn get_nodes(&self, lookup: Lookup) -> impl Future<Output = PlcResult<Vec<PlcNode>>> + Send;
     /// Every attribute row of one slice, global and node-specific.
     fn get_slice_attributes(
         &self,

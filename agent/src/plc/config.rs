@@ -1,75 +1,15 @@
-//! PLC configuration: the `[plc]` table of `/etc/geni-agent/agent.toml`, then `GENI_AGENT_PLC__*`
-//! environment variables, then `geni-agent plc` flags, each overriding the one before (the file
-//! and environment are read by the node's loader, which owns the whole file). Unknown keys are
-//! errors.
-//!
-//! [`PlcSection`] is what the file says; [`PlcConfig`] is the checked result with every default
-//! path resolved against the state directory.
+//! The PLC side's validated configuration: [`PlcConfig::check`] turns the `[plc]` table of
+//! `agent.toml` (its schema and loading are `crate::config`'s) into what `geni-agent plc` runs
+//! with, every default path resolved against the state directory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use geni_trust::Hrn;
-use serde::Deserialize;
 
 use super::db::{self, DbKind};
-use super::plcapi::PlcApiSettings;
-use crate::node::config::LimitsSection;
-
-/// `[plc]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct PlcSection {
-    /// Address the registry listens on.
-    pub(crate) listen: String,
-    /// Where `authorities/`, `trusted_roots/` and `plc.db` live.
-    pub(crate) state_dir: PathBuf,
-    /// `postgres://…` or `sqlite://…`; empty means `sqlite` file `<state_dir>/plc.db`.
-    pub(crate) database: String,
-    /// The registry's interface authority (2008 `planetlab.us`): sites are authorities under
-    /// it, and its top label is the root.
-    pub(crate) authority: String,
-    /// TLS key and GID; empty means the interface authority's own from the hierarchy.
-    pub(crate) key: Option<PathBuf>,
-    pub(crate) gid: Option<PathBuf>,
-    /// Roots the registry verifies callers against; empty means `<state_dir>/trusted_roots`,
-    /// where `plc init` exports the root GID for nodes.
-    pub(crate) trusted_roots: Option<PathBuf>,
-    /// `embedded` (PLC tables in the same database) or `plcapi` (a remote PLCAPI).
-    pub(crate) backend: String,
-    pub(crate) credential_lifetime_days: u32,
-    pub(crate) ticket_lifetime_hours: u32,
-    /// Write objects in the exact 2008 shape (md5, v1, 1024-bit authority keys).
-    pub(crate) compat_2008: bool,
-    pub(crate) legacy_digests: bool,
-    pub(crate) clock_skew_secs: i64,
-    pub(crate) limits: LimitsSection,
-    /// `[plc.plcapi]`: the remote PLCAPI, for `backend = "plcapi"`.
-    pub(crate) plcapi: Option<PlcApiSettings>,
-}
-
-impl Default for PlcSection {
-    fn default() -> Self {
-        Self {
-            listen: format!("0.0.0.0:{}", geni_rpc::DEFAULT_PORT),
-            state_dir: "/var/lib/geni-agent/plc".into(),
-            database: String::new(),
-            authority: "planetlab.us".into(),
-            key: None,
-            gid: None,
-            trusted_roots: None,
-            backend: "embedded".into(),
-            credential_lifetime_days: 30,
-            ticket_lifetime_hours: 24,
-            compat_2008: false,
-            legacy_digests: false,
-            clock_skew_secs: 300,
-            limits: LimitsSection::default(),
-            plcapi: None,
-        }
-    }
-}
+use crate::config::{PlcBackendKind, PlcSection};
 
 /// The checked configuration.
 #[derive(Debug)]
@@ -92,13 +32,7 @@ impl PlcConfig {
             .parse()
             .with_context(|| format!("plc.listen address {:?}", section.listen))?;
         let authority = Hrn::parse(&section.authority).context("plc.authority")?;
-        if !matches!(section.backend.as_str(), "embedded" | "plcapi") {
-            bail!(
-                "plc.backend must be \"embedded\" or \"plcapi\", not {:?}",
-                section.backend
-            );
-        }
-        if section.backend == "plcapi" && section.plcapi.is_none() {
+        if section.backend == PlcBackendKind::Plcapi && section.plcapi.is_none() {
             bail!(
                 "plc.backend = \"plcapi\" needs a [plc.plcapi] table (url, credentials, ca_file)"
             );
@@ -138,7 +72,7 @@ impl PlcConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::config::load;
+    use crate::config::load;
 
     fn parse(toml: &str) -> anyhow::Result<PlcSection> {
         let dir = tempfile::tempdir()?;
@@ -157,7 +91,7 @@ mod tests {
         assert_eq!(c.credential_lifetime, 30 * 86_400);
         assert_eq!(c.ticket_lifetime, 7_200);
         assert_eq!(c.authority.as_str(), "planetlab.us");
-        assert_eq!(c.section.backend, "embedded");
+        assert_eq!(c.section.backend, PlcBackendKind::Embedded);
     }
 
     #[test]
@@ -176,8 +110,8 @@ mod tests {
         let c = PlcConfig::check(parse(with).unwrap()).unwrap();
         assert_eq!(c.section.plcapi.unwrap().url, "https://plc/PLCAPI/");
         assert!(parse(&format!("{with}urll = \"x\"\n")).is_err());
+        assert!(parse("[plc]\nbackend = \"mysql\"\n").is_err());
         for bad in [
-            "[plc]\nbackend = \"mysql\"\n",
             "[plc]\ndatabase = \"mysql://x/y\"\n",
             "[plc]\nauthority = \"a..b\"\n",
             "[plc]\ncredential_lifetime_days = 0\n",

@@ -20,7 +20,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::backend::{
-    InitScript, Key, Lookup, Node, Person, PlcBackend, PlcError, PlcResult, Site, Slice,
+    InitScript, Key, Lookup, Person, PlcBackend, PlcError, PlcNode, PlcResult, Site, Slice,
     SliceAttribute,
 };
 use super::db::{self, Db, StoreError, is_unique_violation};
@@ -273,7 +273,7 @@ impl PlcBackend for Embedded {
         self.select(lookup, &SLICES, "slices", decode_slice).await
     }
 
-    async fn get_nodes(&self, lookup: Lookup) -> PlcResult<Vec<Node>> {
+    async fn get_nodes(&self, lookup: Lookup) -> PlcResult<Vec<PlcNode>> {
         self.select(lookup, &NODES, "nodes", decode_node).await
     }
 
@@ -956,9 +956,9 @@ fn decode_slice(row: &AnyRow) -> PlcResult<Slice> {
     Ok(slice)
 }
 
-fn decode_node(row: &AnyRow) -> PlcResult<Node> {
+fn decode_node(row: &AnyRow) -> PlcResult<PlcNode> {
     let node_id: i64 = get(row, "node_id")?;
-    let mut node = Node {
+    let mut node = PlcNode {
         node_id,
         site_id: get(row, "site_id")?,
         hostname: get(row, "hostname")?,

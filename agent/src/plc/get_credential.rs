@@ -9,58 +9,58 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
 use super::{Registry, get_self_credential, hrn_arg, type_arg};
 
+pub(super) const NAME: &str = "get_credential";
+
 pub(super) const HELP: &str = "get_credential(credential, type, name): a credential over the \
      record for the caller, who must be allowed to see it; with a nil credential, your own \
      (as get_self_credential). Needs getcredential.";
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let [credential, kind, name] = params.as_slice() else {
+) -> Result<Value, RpcError> {
+    let [credential, kind, name] = params.as_slice() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            "takes a credential (or nil), a record type and a name",
+        ));
+    };
+    let kind = type_arg(NAME, kind)?;
+    let name = hrn_arg(NAME, name)?;
+    let credential = match credential {
+        Value::Nil => None,
+        Value::String(c) if c.trim().is_empty() => None,
+        Value::String(c) => Some(c),
+        v => {
             return Err(RpcError::invalid_params(
-                "get_credential",
-                "takes a credential (or nil), a record type and a name",
+                NAME,
+                format!(
+                    "the credential must be a string or nil, not a {}",
+                    v.type_name()
+                ),
             ));
-        };
-        let kind = type_arg("get_credential", kind)?;
-        let name = hrn_arg("get_credential", name)?;
-        let credential = match credential {
-            Value::Nil => None,
-            Value::String(c) if c.trim().is_empty() => None,
-            Value::String(c) => Some(c),
-            v => {
-                return Err(RpcError::invalid_params(
-                    "get_credential",
-                    format!(
-                        "the credential must be a string or nil, not a {}",
-                        v.type_name()
-                    ),
-                ));
-            }
-        };
-        let Some(credential) = credential else {
-            return get_self_credential::self_credential(&registry, &ctx, kind, &name).await;
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::GetCredential)?;
-        let record = registry.record(&name, kind).await?;
-        if !registry.may_see(&verified, &record).await? {
-            return Err(RpcError::Permission(format!(
-                "a credential for {} may not obtain a credential for {kind} {name}",
-                verified.object().hrn()
-            )));
         }
-        registry
-            .credential_for(verified.caller().gid(), &record)
-            .await
-    })
+    };
+    let Some(credential) = credential else {
+        return get_self_credential::self_credential(&registry, &ctx, kind, &name).await;
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::GetCredential)?;
+    let record = registry.record(&name, kind).await?;
+    if !registry.may_see(&verified, &record).await? {
+        return Err(RpcError::Permission(format!(
+            "a credential for {} may not obtain a credential for {kind} {name}",
+            verified.object().hrn()
+        )));
+    }
+    registry
+        .credential_for(verified.caller().gid(), &record)
+        .await
 }

@@ -4,31 +4,31 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
 use super::{Registry, hrn_arg, parse_stored_gid, type_arg};
 
+pub(super) const NAME: &str = "get_self_credential";
+
 pub(super) const HELP: &str = "get_self_credential(type, name): a credential over your own \
      record; the TLS client key must be the record's GID key.";
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let [kind, name] = params.as_slice() else {
-            return Err(RpcError::invalid_params(
-                "get_self_credential",
-                "takes a record type and a name",
-            ));
-        };
-        let kind = type_arg("get_self_credential", kind)?;
-        let name = hrn_arg("get_self_credential", name)?;
-        self_credential(&registry, &ctx, kind, &name).await
-    })
+) -> Result<Value, RpcError> {
+    let [kind, name] = params.as_slice() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            "takes a record type and a name",
+        ));
+    };
+    let kind = type_arg(NAME, kind)?;
+    let name = hrn_arg(NAME, name)?;
+    self_credential(&registry, &ctx, kind, &name).await
 }
 
 /// Shared with `get_credential`, which falls back here when given no credential.

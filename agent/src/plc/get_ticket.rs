@@ -19,12 +19,14 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::{ChainForm, Clock, Hrn, Operation, RecordType, SystemClock, format_utc};
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::{Lookup, PlcBackend};
 use super::{Registry, hrn_arg, parse_stored_gid, plc_fault, require_permission};
+
+pub(super) const NAME: &str = "get_ticket";
 
 pub(super) const HELP: &str = "get_ticket(credential, name, rspec[, node]): a ticket on slice \
      name with its PLC attributes and keys, redeemable by the caller (on node, if named). Needs \
@@ -39,60 +41,58 @@ pub(crate) struct TicketData {
     pub(crate) expires: i64,
 }
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let (credential, name, node) = match params.as_slice() {
-            [Value::String(c), n]
-            | [Value::String(c), n, _]
-            | [Value::String(c), n, _, Value::Nil] => (c, n, None),
-            [Value::String(c), n, _, node] => (c, n, Some(hrn_arg("get_ticket", node)?)),
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "get_ticket",
-                    "takes a credential, a slice name, an rspec (ignored) and optionally a node hrn",
-                ));
-            }
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::GetTicket)?;
-        let name = hrn_arg("get_ticket", name)?;
-        registry.require_ours(&name)?;
-        require_permission(&verified, &name)?;
-        let slice = registry.record(&name, RecordType::Slice).await?;
-        let node_id = match &node {
-            Some(n) => Some(registry.record(n, RecordType::Node).await?.pointer),
-            None => None,
-        };
-        let data = ticket_data(&registry.plc, &name, slice.pointer, node_id).await?;
-        let now = SystemClock.now();
-        if data.expires <= now {
-            return Err(RpcError::Failed(format!(
-                "slice {name} expired at {}; renew it before asking for a ticket",
-                format_utc(data.expires)
-            )));
+) -> Result<Value, RpcError> {
+    let (credential, name, node) = match params.as_slice() {
+        [Value::String(c), n] | [Value::String(c), n, _] | [Value::String(c), n, _, Value::Nil] => {
+            (c, n, None)
         }
-        let lifetime = registry.ticket_lifetime.min(data.expires - now);
-        let slice_gid = parse_stored_gid(&slice)?;
-        let caller = verified.caller().gid();
-        let ticket = registry.authorities.issue_ticket(
-            caller,
-            &slice_gid,
-            &data.attributes,
-            &data.rspec,
-            node.as_ref(),
-            lifetime,
-        )?;
-        tracing::info!(
-            caller = %caller.hrn(),
-            slice = %name,
-            node = ?node.as_ref().map(Hrn::as_str),
-            "Ticket issued"
-        );
-        Ok(Value::String(ticket.to_chain_string(ChainForm::Separator)?))
-    })
+        [Value::String(c), n, _, node] => (c, n, Some(hrn_arg(NAME, node)?)),
+        _ => {
+            return Err(RpcError::invalid_params(
+                NAME,
+                "takes a credential, a slice name, an rspec (ignored) and optionally a node hrn",
+            ));
+        }
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::GetTicket)?;
+    let name = hrn_arg(NAME, name)?;
+    registry.require_ours(&name)?;
+    require_permission(&verified, &name)?;
+    let slice = registry.record(&name, RecordType::Slice).await?;
+    let node_id = match &node {
+        Some(n) => Some(registry.record(n, RecordType::Node).await?.pointer),
+        None => None,
+    };
+    let data = ticket_data(&registry.plc, &name, slice.pointer, node_id).await?;
+    let now = SystemClock.now();
+    if data.expires <= now {
+        return Err(RpcError::Failed(format!(
+            "slice {name} expired at {}; renew it before asking for a ticket",
+            format_utc(data.expires)
+        )));
+    }
+    let lifetime = registry.ticket_lifetime.min(data.expires - now);
+    let slice_gid = parse_stored_gid(&slice)?;
+    let caller = verified.caller().gid();
+    let ticket = registry.authorities.issue_ticket(
+        caller,
+        &slice_gid,
+        &data.attributes,
+        &data.rspec,
+        node.as_ref(),
+        lifetime,
+    )?;
+    tracing::info!(
+        caller = %caller.hrn(),
+        slice = %name,
+        node = ?node.as_ref().map(Hrn::as_str),
+        "Ticket issued"
+    );
+    Ok(Value::String(ticket.to_chain_string(ChainForm::Separator)?))
 }
 
 /// The attributes and rspec of slice `slice_id` (the registry record `name`) as a ticket for

@@ -27,7 +27,7 @@ use geni_trust::{ChainForm, Hierarchy, Hrn, RecordType, TrustError};
 
 use super::Registry;
 use super::config::PlcConfig;
-use super::run::{RegistryTask, hierarchy, with_registry};
+use super::open::{RegistryTask, hierarchy, with_registry};
 use super::store::{Store, StoredRecord};
 use crate::ExitCode;
 use crate::plc::backend::{Lookup, PlcBackend, PlcResult};

@@ -7,57 +7,57 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::Operation;
 use geni_xmlrpc::Value;
 
 use super::backend::PlcBackend;
 use super::{Registry, hrn_arg, record, require_permission, store_fault};
 
+pub(super) const NAME: &str = "list";
+
 pub(super) const HELP: &str = "list(credential[, hrn]): the records under the credential's \
      object (or under hrn), with pl_info and geni_info. Needs list.";
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let (credential, hrn) = match params.as_slice() {
-            [Value::String(c)] | [Value::String(c), Value::Nil] => (c, None),
-            [Value::String(c), h] => (c, Some(hrn_arg("list", h)?)),
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "list",
-                    "takes a credential and optionally an authority hrn",
-                ));
-            }
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::List)?;
-        let authority = match hrn {
-            Some(h) => {
-                require_permission(&verified, &h)?;
-                h
-            }
-            None => verified.object().hrn().clone(),
-        };
-        let mut listed = Vec::new();
-        for r in registry
-            .store
-            .under(&authority)
-            .await
-            .map_err(store_fault)?
-        {
-            match registry.fill(&r).await? {
-                Some(f) => listed.push(record::to_value(&r, f.pl_info, f.geni_info)),
-                None => tracing::info!(
-                    hrn = %r.hrn,
-                    kind = %r.kind,
-                    pointer = r.pointer,
-                    "Record's PLC object is gone; left out of list"
-                ),
-            }
+) -> Result<Value, RpcError> {
+    let (credential, hrn) = match params.as_slice() {
+        [Value::String(c)] | [Value::String(c), Value::Nil] => (c, None),
+        [Value::String(c), h] => (c, Some(hrn_arg(NAME, h)?)),
+        _ => {
+            return Err(RpcError::invalid_params(
+                NAME,
+                "takes a credential and optionally an authority hrn",
+            ));
         }
-        Ok(Value::Array(listed))
-    })
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::List)?;
+    let authority = match hrn {
+        Some(h) => {
+            require_permission(&verified, &h)?;
+            h
+        }
+        None => verified.object().hrn().clone(),
+    };
+    let mut listed = Vec::new();
+    for r in registry
+        .store
+        .under(&authority)
+        .await
+        .map_err(store_fault)?
+    {
+        match registry.fill(&r).await? {
+            Some(f) => listed.push(record::to_value(&r, f.pl_info, f.geni_info)),
+            None => tracing::info!(
+                hrn = %r.hrn,
+                kind = %r.kind,
+                pointer = r.pointer,
+                "Record's PLC object is gone; left out of list"
+            ),
+        }
+    }
+    Ok(Value::Array(listed))
 }

@@ -27,7 +27,7 @@ use geni_xmlrpc::{Fault, Struct, Value};
 use serde::Deserialize;
 
 use super::backend::{
-    InitScript, Key, Lookup, Node, Person, PlcBackend, PlcError, PlcResult, Site, Slice,
+    InitScript, Key, Lookup, Person, PlcBackend, PlcError, PlcNode, PlcResult, Site, Slice,
     SliceAttribute,
 };
 
@@ -426,7 +426,7 @@ impl PlcBackend for PlcApiBackend {
         rows.into_iter().map(slice_of).collect()
     }
 
-    async fn get_nodes(&self, lookup: Lookup) -> PlcResult<Vec<Node>> {
+    async fn get_nodes(&self, lookup: Lookup) -> PlcResult<Vec<PlcNode>> {
         let rows = self.get_rows(&NODES, lookup).await?;
         rows.into_iter().map(node_of).collect()
     }
@@ -807,16 +807,16 @@ fn slice_of(raw: Struct) -> PlcResult<Slice> {
     Ok(Slice { raw, ..slice })
 }
 
-fn node_of(raw: Struct) -> PlcResult<Node> {
+fn node_of(raw: Struct) -> PlcResult<PlcNode> {
     let r = Row::new("GetNodes", &raw);
-    let node = Node {
+    let node = PlcNode {
         node_id: r.int("node_id")?,
         site_id: r.int("site_id")?,
         hostname: r.string("hostname")?,
         model: r.nullable_string("model")?,
         raw: Struct::new(),
     };
-    Ok(Node { raw, ..node })
+    Ok(PlcNode { raw, ..node })
 }
 
 fn slice_attribute_of(raw: Struct) -> PlcResult<SliceAttribute> {

@@ -9,75 +9,64 @@
 //! record; a duplicate is refused before anything is created; and when a later step fails, the
 //! PLC object and authority made for this record are removed again, so a refused register changes
 //! nothing. Returns the record's GID.
+//!
+//! The order of those steps and their undo are [`provision`]'s, shared with `plc … add`; this
+//! module reads the record, checks who may add it, and maps a failed add to its fault.
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
-use geni_trust::{
-    ChainForm, Hrn, Operation, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename,
-};
+use geni_rpc::{CallContext, RpcError};
+use geni_trust::{Hrn, Operation, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename};
 use geni_xmlrpc::{Struct, Value};
 
-use super::backend::{Lookup, PlcBackend};
+use super::backend::PlcBackend;
+use super::provision::{self, NewNode, NewPerson, NewSlice, ProvisionError, SiteSource};
 use super::record::RecordDict;
-use super::store::StoredRecord;
 use super::{Registry, plc_fault, require_permission, store_fault};
+
+pub(super) const NAME: &str = "register";
 
 pub(super) const HELP: &str = "register(credential, record): adds the record {name, type, gid, \
      geni_info} and its PLC object under an authority the credential holds; returns its GID. \
      Needs register (authority rights).";
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let [Value::String(credential), record] = params.as_slice() else {
-            return Err(RpcError::invalid_params(
-                "register",
-                "takes a credential and a record struct",
-            ));
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::Register)?;
-        let dict = RecordDict::parse("register", record)?;
-        let Some(authority) = dict.name.authority() else {
-            return Err(RpcError::invalid_params(
-                "register",
-                format!(
-                    "{} is a top-level name; the root authority is made by `geni-agent plc init`",
-                    dict.name
-                ),
-            ));
-        };
-        registry.require_ours(&dict.name)?;
-        require_permission(&verified, &authority)?;
-        if registry
-            .store
-            .find(&dict.name, dict.kind)
-            .await
-            .map_err(store_fault)?
-            .is_some()
-        {
-            return Err(RpcError::Exists(format!(
-                "{} record {}",
-                dict.kind, dict.name
-            )));
-        }
-        let gid = match dict.kind {
-            RecordType::Sa | RecordType::Ma => register_authority(&registry, &dict).await?,
-            RecordType::Slice => register_slice(&registry, &dict).await?,
-            RecordType::User => register_user(&registry, &dict, &authority).await?,
-            RecordType::Node => register_node(&registry, &dict, &authority).await?,
-        };
-        tracing::info!(
-            caller = %verified.caller().hrn(),
-            hrn = %dict.name,
-            kind = %dict.kind,
-            "Record registered"
-        );
-        Ok(Value::String(gid))
-    })
+) -> Result<Value, RpcError> {
+    let [Value::String(credential), record] = params.as_slice() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            "takes a credential and a record struct",
+        ));
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::Register)?;
+    let dict = RecordDict::parse("register", record)?;
+    let Some(authority) = dict.name.authority() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            format!(
+                "{} is a top-level name; the root authority is made by `geni-agent plc init`",
+                dict.name
+            ),
+        ));
+    };
+    registry.require_ours(&dict.name)?;
+    require_permission(&verified, &authority)?;
+    let gid = match dict.kind {
+        RecordType::Sa | RecordType::Ma => register_authority(&registry, &dict).await?,
+        RecordType::Slice => register_slice(&registry, &dict).await?,
+        RecordType::User => register_user(&registry, &dict, &authority).await?,
+        RecordType::Node => register_node(&registry, &dict, &authority).await?,
+    };
+    tracing::info!(
+        caller = %verified.caller().hrn(),
+        hrn = %dict.name,
+        kind = %dict.kind,
+        "Record registered"
+    );
+    Ok(Value::String(gid))
 }
 
 /// The caller's GID for a user, slice or node record: it must verify and name the record.
@@ -87,7 +76,7 @@ fn principal_gid<B: PlcBackend>(
 ) -> Result<String, RpcError> {
     let Some(text) = &dict.gid else {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             format!(
                 "a {} record needs its gid (make one with create_gid)",
                 dict.kind
@@ -97,7 +86,7 @@ fn principal_gid<B: PlcBackend>(
     let verified = registry.verifier.verify_gid_str(text)?;
     if verified.hrn() != &dict.name {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             format!("the gid is for {}, not for {}", verified.hrn(), dict.name),
         ));
     }
@@ -134,29 +123,14 @@ pub(super) async fn researcher_ids<B: PlcBackend>(
     Ok(ids)
 }
 
-async fn insert<B: PlcBackend>(
-    registry: &Registry<B>,
-    dict: &RecordDict,
-    gid: &str,
-    pointer: i64,
-) -> Result<(), RpcError> {
-    registry
-        .store
-        .insert(&StoredRecord {
-            hrn: dict.name.clone(),
-            kind: dict.kind,
-            gid: gid.to_owned(),
-            pointer,
-        })
-        .await
-        .map_err(store_fault)
-}
-
-/// Undoes a PLC add after a later step failed; a failure to undo is logged, and the original
-/// error is what the caller sees.
-fn undo(what: &str, id: i64, result: Result<(), super::backend::PlcError>) {
-    if let Err(e) = result {
-        tracing::error!(what, id, error = ?e, "Could not undo a PLC add after a failed register");
+/// The one mapping from a failed add to a fault (the add has already undone itself).
+fn provision_fault(e: ProvisionError) -> RpcError {
+    match e {
+        ProvisionError::Authority(e) => e,
+        ProvisionError::Exists { hrn, kind } => RpcError::Exists(format!("{kind} record {hrn}")),
+        ProvisionError::Plc(e) => plc_fault(e),
+        e @ ProvisionError::SiteClaimed { .. } => RpcError::Failed(e.to_string()),
+        ProvisionError::Store(e) => store_fault(e),
     }
 }
 
@@ -164,96 +138,19 @@ async fn register_authority<B: PlcBackend>(
     registry: &Registry<B>,
     dict: &RecordDict,
 ) -> Result<String, RpcError> {
-    let name = &dict.name;
-    let sibling_kind = if dict.kind == RecordType::Sa {
-        RecordType::Ma
-    } else {
-        RecordType::Sa
-    };
-    let sibling = registry
-        .store
-        .find(name, sibling_kind)
-        .await
-        .map_err(store_fault)?;
-    // The site: the sibling's, else an existing PLC site with this login_base that no other
-    // authority has claimed, else a new one.
-    let login_base = hrn_to_pl_login_base(name);
-    let existing_site = match &sibling {
-        Some(s) => Some(s.pointer),
-        None => {
-            let site = registry
-                .plc
-                .get_sites(Lookup::Names(vec![login_base.clone()]))
-                .await
-                .map_err(plc_fault)?
-                .pop();
-            if let Some(site) = &site {
-                for kind in [RecordType::Sa, RecordType::Ma] {
-                    if let Some(owner) = registry
-                        .store
-                        .by_pointer(kind, site.site_id)
-                        .await
-                        .map_err(store_fault)?
-                        .into_iter()
-                        .find(|r| &r.hrn != name)
-                    {
-                        return Err(RpcError::Failed(format!(
-                            "PLC site {login_base} already belongs to authority {}",
-                            owner.hrn
-                        )));
-                    }
-                }
-            }
-            site.map(|s| s.site_id)
-        }
-    };
-    let created = !registry.authorities.holds(name);
-    if created {
-        registry.authorities.create(name).await?;
-    }
-    let gid = match registry
-        .authorities
-        .gid(name)
-        .and_then(|g| Ok(g.to_chain_string(ChainForm::Separator)?))
-    {
-        Ok(g) => g,
-        Err(e) => {
-            if created {
-                registry.authorities.discard(name);
-            }
-            return Err(e);
-        }
-    };
-    let (site_id, added) = match existing_site {
-        Some(id) => (id, false),
-        None => {
-            let fields = Struct::new()
-                .with("login_base", login_base.as_str())
-                .with("name", name.as_str())
-                .with("abbreviated_name", name.as_str())
-                .with("enabled", true)
-                .with("is_public", true);
-            match registry.plc.add_site(fields).await {
-                Ok(id) => (id, true),
-                Err(e) => {
-                    if created {
-                        registry.authorities.discard(name);
-                    }
-                    return Err(plc_fault(e));
-                }
-            }
-        }
-    };
-    if let Err(e) = insert(registry, dict, &gid, site_id).await {
-        if added {
-            undo("site", site_id, registry.plc.delete_site(site_id).await);
-        }
-        if created {
-            registry.authorities.discard(name);
-        }
-        return Err(e);
-    }
-    Ok(gid)
+    let fields = Struct::new()
+        .with("name", dict.name.as_str())
+        .with("abbreviated_name", dict.name.as_str());
+    let added = provision::add_site(
+        registry,
+        &dict.name,
+        &[dict.kind],
+        fields,
+        SiteSource::Adopt,
+    )
+    .await
+    .map_err(provision_fault)?;
+    Ok(added.gid)
 }
 
 async fn register_slice<B: PlcBackend>(
@@ -261,27 +158,20 @@ async fn register_slice<B: PlcBackend>(
     dict: &RecordDict,
 ) -> Result<String, RpcError> {
     let gid = principal_gid(registry, dict)?;
-    let researchers = researcher_ids(registry, dict, "register").await?;
-    let slicename = hrn_to_pl_slicename(&dict.name)?;
+    let person_ids = researcher_ids(registry, dict, "register").await?;
     let fields = Struct::new()
-        .with("name", slicename)
+        .with("name", hrn_to_pl_slicename(&dict.name)?)
         .with("instantiation", "delegated")
         .with("max_nodes", 10);
-    let slice_id = registry.plc.add_slice(fields).await.map_err(plc_fault)?;
-    let mut result = Ok(());
-    for person in researchers {
-        if let Err(e) = registry.plc.add_person_to_slice(person, slice_id).await {
-            result = Err(plc_fault(e));
-            break;
-        }
-    }
-    if result.is_ok() {
-        result = insert(registry, dict, &gid, slice_id).await;
-    }
-    if let Err(e) = result {
-        undo("slice", slice_id, registry.plc.delete_slice(slice_id).await);
-        return Err(e);
-    }
+    let slice = NewSlice {
+        hrn: dict.name.clone(),
+        gid: gid.clone(),
+        fields,
+        person_ids,
+    };
+    provision::add_slice(registry, slice)
+        .await
+        .map_err(provision_fault)?;
     Ok(gid)
 }
 
@@ -293,42 +183,24 @@ async fn register_user<B: PlcBackend>(
     let gid = principal_gid(registry, dict)?;
     let Some(email) = dict.geni_str("register", "email")? else {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             "a user record needs geni_info.email",
         ));
     };
-    let site = site_of(registry, authority).await?;
-    let fields = Struct::new()
-        .with("email", email)
-        .with("first_name", "geni")
-        .with("last_name", dict.name.as_str());
-    let person_id = registry.plc.add_person(fields).await.map_err(plc_fault)?;
-    let mut result = Ok(());
-    if let Some(site) = site {
-        result = registry
-            .plc
-            .add_person_to_site(person_id, site)
-            .await
-            .map_err(plc_fault);
-    }
-    if result.is_ok() {
-        result = registry
-            .plc
-            .add_role_to_person("user", person_id)
-            .await
-            .map_err(plc_fault);
-    }
-    if result.is_ok() {
-        result = insert(registry, dict, &gid, person_id).await;
-    }
-    if let Err(e) = result {
-        undo(
-            "person",
-            person_id,
-            registry.plc.delete_person(person_id).await,
-        );
-        return Err(e);
-    }
+    let person = NewPerson {
+        hrn: dict.name.clone(),
+        gid: gid.clone(),
+        fields: Struct::new()
+            .with("email", email)
+            .with("first_name", "geni")
+            .with("last_name", dict.name.as_str()),
+        site_id: site_of(registry, authority).await?,
+        roles: vec!["user".to_owned()],
+        ssh_keys: Vec::new(),
+    };
+    provision::add_person(registry, person)
+        .await
+        .map_err(provision_fault)?;
     Ok(gid)
 }
 
@@ -340,20 +212,19 @@ async fn register_node<B: PlcBackend>(
     let gid = principal_gid(registry, dict)?;
     let Some(dns) = dict.geni_str("register", "dns")? else {
         return Err(RpcError::invalid_params(
-            "register",
+            NAME,
             "a node record needs geni_info.dns (its hostname)",
         ));
     };
-    let fields = Struct::new().with("hostname", dns).with("model", "geni");
-    let node_id = registry
-        .plc
-        .add_node(&hrn_to_pl_login_base(authority), fields)
+    let node = NewNode {
+        hrn: dict.name.clone(),
+        gid: gid.clone(),
+        login_base: hrn_to_pl_login_base(authority),
+        fields: Struct::new().with("hostname", dns).with("model", "geni"),
+    };
+    provision::add_node(registry, node)
         .await
-        .map_err(plc_fault)?;
-    if let Err(e) = insert(registry, dict, &gid, node_id).await {
-        undo("node", node_id, registry.plc.delete_node(node_id).await);
-        return Err(e);
-    }
+        .map_err(provision_fault)?;
     Ok(gid)
 }
 

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::{Operation, RecordType};
 use geni_xmlrpc::Value;
 
@@ -16,75 +16,73 @@ use super::backend::{PlcBackend, PlcError};
 use super::record::RecordDict;
 use super::{Registry, hrn_arg, plc_fault, require_permission, store_fault, type_arg};
 
+pub(super) const NAME: &str = "remove";
+
 pub(super) const HELP: &str = "remove(credential, record) or remove(credential, type, hrn): \
      deletes the record and its PLC object. Needs remove (refresh or authority rights).";
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let (credential, name, kind) = match params.as_slice() {
-            [Value::String(c), record @ Value::Struct(_)] => {
-                let dict = RecordDict::parse("remove", record)?;
-                (c, dict.name, dict.kind)
-            }
-            [Value::String(c), kind, name] => {
-                (c, hrn_arg("remove", name)?, type_arg("remove", kind)?)
-            }
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "remove",
-                    "takes a credential and a record struct, or a credential, a type and an hrn",
-                ));
-            }
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::Remove)?;
-        require_permission(&verified, &name)?;
-        let record = registry.record(&name, kind).await?;
-        let plc = &registry.plc;
-        let gone = match kind {
-            RecordType::User => plc.delete_person(record.pointer).await,
-            RecordType::Slice => plc.delete_slice(record.pointer).await,
-            RecordType::Node => plc.delete_node(record.pointer).await,
-            RecordType::Sa | RecordType::Ma => {
-                let sibling = if kind == RecordType::Sa {
-                    RecordType::Ma
-                } else {
-                    RecordType::Sa
-                };
-                let shared = registry
-                    .store
-                    .find(&name, sibling)
-                    .await
-                    .map_err(store_fault)?
-                    .is_some();
-                if shared || record.pointer < 0 {
-                    Ok(())
-                } else {
-                    let under = registry.store.under(&name).await.map_err(store_fault)?;
-                    if !under.is_empty() {
-                        return Err(RpcError::Failed(format!(
-                            "{} record(s) are still under {name}; remove them before its last \
-                             authority record",
-                            under.len()
-                        )));
-                    }
-                    plc.delete_site(record.pointer).await
-                }
-            }
-        };
-        match gone {
-            Ok(()) | Err(PlcError::NotFound { .. }) => {}
-            Err(e) => return Err(plc_fault(e)),
+) -> Result<Value, RpcError> {
+    let (credential, name, kind) = match params.as_slice() {
+        [Value::String(c), record @ Value::Struct(_)] => {
+            let dict = RecordDict::parse("remove", record)?;
+            (c, dict.name, dict.kind)
         }
-        registry
-            .store
-            .delete(&name, kind)
-            .await
-            .map_err(store_fault)?;
-        tracing::info!(caller = %verified.caller().hrn(), hrn = %name, kind = %kind, "Record removed");
-        Ok(Value::Bool(true))
-    })
+        [Value::String(c), kind, name] => (c, hrn_arg(NAME, name)?, type_arg(NAME, kind)?),
+        _ => {
+            return Err(RpcError::invalid_params(
+                NAME,
+                "takes a credential and a record struct, or a credential, a type and an hrn",
+            ));
+        }
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::Remove)?;
+    require_permission(&verified, &name)?;
+    let record = registry.record(&name, kind).await?;
+    let plc = &registry.plc;
+    let gone = match kind {
+        RecordType::User => plc.delete_person(record.pointer).await,
+        RecordType::Slice => plc.delete_slice(record.pointer).await,
+        RecordType::Node => plc.delete_node(record.pointer).await,
+        RecordType::Sa | RecordType::Ma => {
+            let sibling = if kind == RecordType::Sa {
+                RecordType::Ma
+            } else {
+                RecordType::Sa
+            };
+            let shared = registry
+                .store
+                .find(&name, sibling)
+                .await
+                .map_err(store_fault)?
+                .is_some();
+            if shared || record.pointer < 0 {
+                Ok(())
+            } else {
+                let under = registry.store.under(&name).await.map_err(store_fault)?;
+                if !under.is_empty() {
+                    return Err(RpcError::Failed(format!(
+                        "{} record(s) are still under {name}; remove them before its last \
+                         authority record",
+                        under.len()
+                    )));
+                }
+                plc.delete_site(record.pointer).await
+            }
+        }
+    };
+    match gone {
+        Ok(()) | Err(PlcError::NotFound { .. }) => {}
+        Err(e) => return Err(plc_fault(e)),
+    }
+    registry
+        .store
+        .delete(&name, kind)
+        .await
+        .map_err(store_fault)?;
+    tracing::info!(caller = %verified.caller().hrn(), hrn = %name, kind = %kind, "Record removed");
+    Ok(Value::Bool(true))
 }

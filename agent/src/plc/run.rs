@@ -1,32 +1,18 @@
-//! `geni-agent plc`: its flags and subcommands, the one place a PLC backend is chosen, and
-//! `plc serve` (load and check the configuration and identity, open the database and backend,
-//! serve; SIGTERM/SIGINT stop gracefully, SIGHUP reloads the trusted roots).
-//!
-//! The registry refuses to start rather than run half-set-up: no root in its trusted roots, no
-//! interface authority in the hierarchy, a TLS key that does not match its GID, a database that
-//! cannot be brought to the schema. Each error says which command fixes it (usually
-//! `geni-agent plc init`).
+//! `geni-agent plc`: its flags and subcommands, merged over the configuration file into a
+//! checked [`PlcConfig`], and the hand-off of each subcommand to the module that does it
+//! ([`open`] for what needs an open registry, [`serve`], [`admin`], [`import`]).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use geni_rpc::{Server, ServerOptions, TlsIdentity};
-use geni_trust::{CertMode, Gid, Hierarchy, Keypair, Policy, TrustedRoots, Verifier};
 
-use super::Registry;
-use super::admin;
-use super::authorities::Authorities;
-use super::backend::PlcBackend;
 use super::config::PlcConfig;
-use super::db::{self, Db};
-use super::embedded::Embedded;
-use super::import;
-use super::plcapi::PlcApiBackend;
-use super::store::Store;
+use super::open::with_registry;
+use super::serve::Serve;
+use super::{admin, import};
 use crate::ExitCode;
-use crate::node::config as file_config;
+use crate::config::{self as file_config, PlcBackendKind};
 
 /// `geni-agent plc`.
 #[derive(Debug, Args)]
@@ -64,8 +50,8 @@ struct CommonArgs {
     #[arg(long, value_name = "HRN", global = true)]
     authority: Option<String>,
     /// PLC backend (plc.backend).
-    #[arg(long, value_parser = ["embedded", "plcapi"], global = true)]
-    backend: Option<String>,
+    #[arg(long, value_enum, global = true)]
+    backend: Option<PlcBackendKind>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,8 +126,8 @@ pub(crate) fn run(args: PlcArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = &c.authority {
         p.authority.clone_from(v);
     }
-    if let Some(v) = &c.backend {
-        p.backend.clone_from(v);
+    if let Some(v) = c.backend {
+        p.backend = v;
     }
     if let PlcCommand::Serve(s) = &args.command {
         if let Some(v) = &s.listen {
@@ -176,209 +162,4 @@ pub(crate) fn run(args: PlcArgs) -> anyhow::Result<ExitCode> {
             PlcCommand::Import(a) => import::run(&config, a).await,
         }
     })
-}
-
-/// Work done against an open registry, whatever its PLC backend.
-pub(super) trait RegistryTask {
-    async fn run<B: PlcBackend + 'static>(
-        self,
-        registry: Registry<B>,
-        config: &PlcConfig,
-    ) -> anyhow::Result<ExitCode>;
-}
-
-/// Opens the database and the configured backend and runs `task` on them: the one place a
-/// backend is chosen.
-pub(super) async fn with_registry<T: RegistryTask>(
-    config: &PlcConfig,
-    task: T,
-) -> anyhow::Result<ExitCode> {
-    let parts = open_parts(config).await?;
-    let outcome = match config.section.backend.as_str() {
-        "embedded" => {
-            let plc = Embedded::new(parts.db.clone());
-            task.run(parts.registry(plc, config), config).await
-        }
-        "plcapi" => match connect_plcapi(config).await {
-            Ok(plc) => task.run(parts.registry(plc, config), config).await,
-            Err(e) => Err(e),
-        },
-        other => Err(anyhow::anyhow!(
-            "plc.backend must be \"embedded\" or \"plcapi\", not {other:?}"
-        )),
-    };
-    parts.db.close().await;
-    outcome
-}
-
-/// The `[plc.plcapi]` backend, connected: its methods listed and our credentials accepted
-/// (`AuthCheck`), so that a wrong password stops the command here.
-async fn connect_plcapi(config: &PlcConfig) -> anyhow::Result<PlcApiBackend> {
-    let settings = config
-        .section
-        .plcapi
-        .as_ref()
-        .context("plc.backend = \"plcapi\" needs a [plc.plcapi] table")?;
-    PlcApiBackend::new(settings)?
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("PLCAPI at {}: {e}", settings.url))
-}
-
-/// What every registry needs besides its backend.
-struct Parts {
-    db: Db,
-    verifier: Arc<Verifier>,
-    authorities: Authorities,
-}
-
-impl Parts {
-    fn registry<B: PlcBackend>(&self, plc: B, config: &PlcConfig) -> Registry<B> {
-        Registry {
-            verifier: Arc::clone(&self.verifier),
-            authorities: self.authorities.clone(),
-            store: Store::new(self.db.clone()),
-            plc,
-            credential_lifetime: config.credential_lifetime,
-            ticket_lifetime: config.ticket_lifetime,
-        }
-    }
-}
-
-async fn open_parts(config: &PlcConfig) -> anyhow::Result<Parts> {
-    let authorities = Authorities::new(hierarchy(config));
-    if !authorities.holds(&config.authority) {
-        bail!(
-            "no authority {} in {}; run `geni-agent plc init` first",
-            config.authority,
-            config.authorities_dir.display()
-        );
-    }
-    let roots = TrustedRoots::load_dir(&config.trusted_roots).with_context(|| {
-        format!(
-            "the registry's trusted roots ({}); `geni-agent plc init` exports the root GID there",
-            config.trusted_roots.display()
-        )
-    })?;
-    let policy = Policy {
-        legacy_digests: config.section.legacy_digests,
-        clock_skew_secs: config.section.clock_skew_secs,
-        ..Policy::default()
-    };
-    let db = Db::open(&config.database)
-        .await
-        .with_context(|| format!("opening {}", db::redact(&config.database)))?;
-    Ok(Parts {
-        db,
-        verifier: Arc::new(Verifier::new(roots, policy)),
-        authorities,
-    })
-}
-
-/// The hierarchy under the state directory, writing in the configured form.
-pub(super) fn hierarchy(config: &PlcConfig) -> Hierarchy {
-    let mode = if config.section.compat_2008 {
-        CertMode::Compat2008
-    } else {
-        CertMode::Modern
-    };
-    Hierarchy::new(&config.authorities_dir).with_mode(mode)
-}
-
-// === serve ===
-
-struct Serve;
-
-impl RegistryTask for Serve {
-    async fn run<B: PlcBackend + 'static>(
-        self,
-        registry: Registry<B>,
-        config: &PlcConfig,
-    ) -> anyhow::Result<ExitCode> {
-        let (key, gid_text) = identity(&registry, config)?;
-        let registry = Arc::new(registry);
-        let tls = TlsIdentity::from_pem(&key.to_pem()?, &gid_text)?;
-        let options = ServerOptions {
-            tcp: Some(config.listen),
-            unix: None,
-            limits: config.section.limits.to_limits(),
-        };
-        let server = Server::bind(options, &tls, registry.dispatcher()).await?;
-        tracing::info!(
-            version = env!("CARGO_PKG_VERSION"),
-            authority = %config.authority,
-            listen = ?server.local_addr(),
-            backend = %config.section.backend,
-            database = %db::redact(&config.database),
-            "Registry serving"
-        );
-        // Scripts (and the end-to-end tests) wait for this line to know the port.
-        if let Some(addr) = server.local_addr() {
-            println!("listening on {addr}");
-        }
-        tokio::spawn(signals(
-            server.shutdown_handle(),
-            Arc::clone(&registry.verifier),
-            config.trusted_roots.clone(),
-        ));
-        crate::notify::ready();
-        server.serve().await?;
-        tracing::info!("Registry stopped");
-        Ok(ExitCode::Success)
-    }
-}
-
-/// The TLS key and GID chain text: the configured files, or the interface authority's own.
-/// They must match, and the GID must verify against the registry's roots.
-fn identity<B: PlcBackend>(
-    registry: &Registry<B>,
-    config: &PlcConfig,
-) -> anyhow::Result<(Keypair, String)> {
-    let (_, auth_gid, auth_key, _) = registry.authorities.hierarchy().paths(&config.authority)?;
-    let key_path = config.section.key.clone().unwrap_or(auth_key);
-    let gid_path = config.section.gid.clone().unwrap_or(auth_gid);
-    let key = Keypair::load(&key_path)?;
-    let gid_text = std::fs::read_to_string(&gid_path)
-        .with_context(|| format!("reading the registry GID {}", gid_path.display()))?;
-    let gid = Gid::parse(&gid_text)?;
-    if *gid.public_key() != key.public_key() {
-        bail!(
-            "the registry GID {} is not for the key {}",
-            gid_path.display(),
-            key_path.display()
-        );
-    }
-    registry
-        .verifier
-        .verify_gid(&gid)
-        .with_context(|| format!("the registry GID {} does not verify", gid_path.display()))?;
-    Ok((key, gid_text))
-}
-
-async fn signals(stop: geni_rpc::ShutdownHandle, verifier: Arc<Verifier>, roots_dir: PathBuf) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop the registry with SIGKILL");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => match TrustedRoots::load_dir(&roots_dir) {
-                Ok(roots) => {
-                    tracing::info!(roots = roots.len(), "Trusted roots reloaded");
-                    verifier.replace_roots(roots);
-                }
-                Err(e) => tracing::error!(error = %e, "Reload failed; keeping the roots in use"),
-            },
-        }
-    }
-    crate::notify::stopping();
-    tracing::info!("Stopping: finishing calls in flight");
-    stop.shutdown();
 }

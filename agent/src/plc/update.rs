@@ -10,13 +10,15 @@
 
 use std::sync::Arc;
 
-use geni_rpc::{CallContext, HandlerFuture, RpcError};
+use geni_rpc::{CallContext, RpcError};
 use geni_trust::{Operation, RecordType};
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::PlcBackend;
 use super::record::RecordDict;
 use super::{Registry, plc_fault, register, require_permission, store_fault};
+
+pub(super) const NAME: &str = "update";
 
 pub(super) const HELP: &str = "update(credential, record): changes the record's PLC fields \
      (pl_info, geni_info) and GID. Needs update (refresh or authority rights).";
@@ -54,105 +56,103 @@ const SITE_FIELDS: &[&str] = &[
 ];
 const NODE_FIELDS: &[&str] = &["hostname", "boot_state", "model", "version"];
 
-pub(super) fn call<B: PlcBackend + 'static>(
+pub(super) async fn call<B: PlcBackend>(
     registry: Arc<Registry<B>>,
     ctx: CallContext,
     params: Vec<Value>,
-) -> HandlerFuture {
-    Box::pin(async move {
-        let [Value::String(credential), record] = params.as_slice() else {
-            return Err(RpcError::invalid_params(
-                "update",
-                "takes a credential and a record struct",
-            ));
-        };
-        let verified = registry.authenticate(&ctx, credential, Operation::Update)?;
-        let dict = RecordDict::parse("update", record)?;
-        require_permission(&verified, &dict.name)?;
-        let mut stored = registry.record(&dict.name, dict.kind).await?;
+) -> Result<Value, RpcError> {
+    let [Value::String(credential), record] = params.as_slice() else {
+        return Err(RpcError::invalid_params(
+            NAME,
+            "takes a credential and a record struct",
+        ));
+    };
+    let verified = registry.authenticate(&ctx, credential, Operation::Update)?;
+    let dict = RecordDict::parse("update", record)?;
+    require_permission(&verified, &dict.name)?;
+    let mut stored = registry.record(&dict.name, dict.kind).await?;
 
-        // Everything is checked before anything changes.
-        let allowed = match dict.kind {
-            RecordType::User => PERSON_FIELDS,
-            RecordType::Slice => SLICE_FIELDS,
-            RecordType::Sa | RecordType::Ma => SITE_FIELDS,
-            RecordType::Node => NODE_FIELDS,
-        };
-        let mut fields: Struct = dict
-            .pl_info
-            .iter()
-            .filter(|(k, _)| allowed.contains(k))
-            .map(|(k, v)| (k.to_owned(), v.clone()))
-            .collect();
+    // Everything is checked before anything changes.
+    let allowed = match dict.kind {
+        RecordType::User => PERSON_FIELDS,
+        RecordType::Slice => SLICE_FIELDS,
+        RecordType::Sa | RecordType::Ma => SITE_FIELDS,
+        RecordType::Node => NODE_FIELDS,
+    };
+    let mut fields: Struct = dict
+        .pl_info
+        .iter()
+        .filter(|(k, _)| allowed.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect();
+    match dict.kind {
+        RecordType::User => {
+            if let Some(email) = dict.geni_str("update", "email")? {
+                fields.insert("email", email);
+            }
+        }
+        RecordType::Node => {
+            if let Some(dns) = dict.geni_str("update", "dns")? {
+                fields.insert("hostname", dns);
+            }
+        }
+        _ => {}
+    }
+    let researchers = if dict.kind == RecordType::Slice {
+        register::researcher_ids(&registry, &dict, "update").await?
+    } else {
+        Vec::new()
+    };
+    let new_gid = match &dict.gid {
+        Some(g) if *g != stored.gid => {
+            if matches!(dict.kind, RecordType::Sa | RecordType::Ma) {
+                return Err(RpcError::invalid_params(
+                    NAME,
+                    "an authority's GID is the one in its hierarchy and cannot be replaced",
+                ));
+            }
+            let verified_gid = registry.verifier.verify_gid_str(g)?;
+            if verified_gid.hrn() != &dict.name {
+                return Err(RpcError::invalid_params(
+                    NAME,
+                    format!(
+                        "the gid is for {}, not for {}",
+                        verified_gid.hrn(),
+                        dict.name
+                    ),
+                ));
+            }
+            Some(g.clone())
+        }
+        _ => None,
+    };
+    if (!fields.is_empty() || !researchers.is_empty()) && stored.pointer < 0 {
+        return Err(RpcError::Failed(format!(
+            "{} {} has no PLC object to update",
+            dict.kind, dict.name
+        )));
+    }
+
+    let plc = &registry.plc;
+    if !fields.is_empty() {
+        let id = stored.pointer;
         match dict.kind {
-            RecordType::User => {
-                if let Some(email) = dict.geni_str("update", "email")? {
-                    fields.insert("email", email);
-                }
-            }
-            RecordType::Node => {
-                if let Some(dns) = dict.geni_str("update", "dns")? {
-                    fields.insert("hostname", dns);
-                }
-            }
-            _ => {}
+            RecordType::User => plc.update_person(id, fields).await,
+            RecordType::Slice => plc.update_slice(id, fields).await,
+            RecordType::Sa | RecordType::Ma => plc.update_site(id, fields).await,
+            RecordType::Node => plc.update_node(id, fields).await,
         }
-        let researchers = if dict.kind == RecordType::Slice {
-            register::researcher_ids(&registry, &dict, "update").await?
-        } else {
-            Vec::new()
-        };
-        let new_gid = match &dict.gid {
-            Some(g) if *g != stored.gid => {
-                if matches!(dict.kind, RecordType::Sa | RecordType::Ma) {
-                    return Err(RpcError::invalid_params(
-                        "update",
-                        "an authority's GID is the one in its hierarchy and cannot be replaced",
-                    ));
-                }
-                let verified_gid = registry.verifier.verify_gid_str(g)?;
-                if verified_gid.hrn() != &dict.name {
-                    return Err(RpcError::invalid_params(
-                        "update",
-                        format!(
-                            "the gid is for {}, not for {}",
-                            verified_gid.hrn(),
-                            dict.name
-                        ),
-                    ));
-                }
-                Some(g.clone())
-            }
-            _ => None,
-        };
-        if (!fields.is_empty() || !researchers.is_empty()) && stored.pointer < 0 {
-            return Err(RpcError::Failed(format!(
-                "{} {} has no PLC object to update",
-                dict.kind, dict.name
-            )));
-        }
-
-        let plc = &registry.plc;
-        if !fields.is_empty() {
-            let id = stored.pointer;
-            match dict.kind {
-                RecordType::User => plc.update_person(id, fields).await,
-                RecordType::Slice => plc.update_slice(id, fields).await,
-                RecordType::Sa | RecordType::Ma => plc.update_site(id, fields).await,
-                RecordType::Node => plc.update_node(id, fields).await,
-            }
+        .map_err(plc_fault)?;
+    }
+    for person in researchers {
+        plc.add_person_to_slice(person, stored.pointer)
+            .await
             .map_err(plc_fault)?;
-        }
-        for person in researchers {
-            plc.add_person_to_slice(person, stored.pointer)
-                .await
-                .map_err(plc_fault)?;
-        }
-        if let Some(g) = new_gid {
-            stored.gid = g;
-            registry.store.update(&stored).await.map_err(store_fault)?;
-        }
-        tracing::info!(caller = %verified.caller().hrn(), hrn = %dict.name, kind = %dict.kind, "Record updated");
-        Ok(Value::Nil)
-    })
+    }
+    if let Some(g) = new_gid {
+        stored.gid = g;
+        registry.store.update(&stored).await.map_err(store_fault)?;
+    }
+    tracing::info!(caller = %verified.caller().hrn(), hrn = %dict.name, kind = %dict.kind, "Record updated");
+    Ok(Value::Nil)
 }

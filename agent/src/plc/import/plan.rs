@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use geni_trust::{Hrn, PublicKey, RecordType};
 
-use crate::plc::backend::{Key, Node, Person, Site, Slice};
+use crate::plc::backend::{Key, Person, PlcNode, Site, Slice};
 use crate::plc::names;
 
 /// PLC's rows as the import needs them.
@@ -28,7 +28,7 @@ pub(crate) struct Snapshot {
     pub(crate) persons: HashMap<i64, Person>,
     pub(crate) keys: HashMap<i64, Key>,
     pub(crate) slices: HashMap<i64, Slice>,
-    pub(crate) nodes: HashMap<i64, Node>,
+    pub(crate) nodes: HashMap<i64, PlcNode>,
 }
 
 /// What the registry and the authority tree hold before the import.

@@ -62,8 +62,8 @@ fn slice(slice_id: i64, site_id: i64, name: &str) -> Slice {
     }
 }
 
-fn node(node_id: i64, site_id: i64, hostname: &str) -> Node {
-    Node {
+fn node(node_id: i64, site_id: i64, hostname: &str) -> PlcNode {
+    PlcNode {
         node_id,
         site_id,
         hostname: hostname.into(),

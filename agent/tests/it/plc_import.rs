@@ -5,7 +5,7 @@
 //! self-credential and resolves their record, `pl_info` read from PLCAPI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;

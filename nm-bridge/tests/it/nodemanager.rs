@@ -1,4 +1,4 @@
-//! The `nodemanager` backend against the NodeManager test double (`support/nm_double.rs`):
+//! The `nodemanager` backend against the NodeManager test double (`geni_tests::nm_double`):
 //! identities per call (AdminTicket as the admin account, sliver calls as the sliver's uid through
 //! the connect helper), NM's record rules, every fault code, the Python 3 NM's dropped
 //! connection, the reconcile loop after a PLC sync and after NM7 restarts (empty database, accounts
@@ -6,7 +6,7 @@
 //! accounts and switch uid); elsewhere they print "skipping" and pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

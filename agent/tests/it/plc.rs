@@ -8,7 +8,7 @@
 //! its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -1312,6 +1312,54 @@ async fn nuke_asks_first_and_init_is_idempotent() {
     );
     plc.ok(&["site", "add", "pl"]);
     plc.finish().await;
+}
+
+/// Under systemd (`Type=notify`), the registry says what the node says: READY=1 once serving,
+/// RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_reloading_and_stopping() {
+    let Some(mut plc) = Plc::new(Db::Sqlite).await else {
+        return;
+    };
+    plc.stop();
+    let path = plc.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut server = Command::new(bin())
+        .args(["plc", "serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(plc.path("agent.toml"))
+        .arg("--state-dir")
+        .arg(plc.state())
+        .arg("--database")
+        .arg(&plc.database)
+        .env("NOTIFY_SOCKET", &path)
+        .env("GENI_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let next = || {
+        let mut buf = [0_u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    let signal = |name: &str| {
+        let pid = server.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    assert_eq!(next(), "READY=1");
+    signal("-HUP");
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    signal("-TERM");
+    assert_eq!(next(), "STOPPING=1");
+    assert!(server.wait().unwrap().success());
 }
 
 #[test]

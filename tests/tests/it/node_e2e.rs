@@ -4,8 +4,7 @@
 //! rotated with SIGHUP; and Python 3's own `xmlrpc.client` + `ssl` driving the whole flow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
+use geni_tests as support;
 
 use std::process::Command;
 

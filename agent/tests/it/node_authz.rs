@@ -5,7 +5,7 @@
 //! initscript and what its process wrote are the same afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! ssh fails when it cannot connect.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};

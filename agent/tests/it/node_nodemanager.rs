@@ -3,25 +3,20 @@
 //! admin account; start, stop, reset and delete reach it as the sliver's own account through the
 //! node's `nm-connect` helper; a PLC sync that drops the sliver is undone by the reconcile loop.
 //!
-//! NodeManager is the test double of nm-bridge's tests, included by path so that there is one
-//! double, the one that follows `reference/nodemanager.md` §7 (SO_PEERCRED identity, permission
+//! NodeManager is the double nm-bridge's tests use too (from the `geni-tests` harness), so that
+//! there is one double, the one that follows `reference/nodemanager.md` §7 (SO_PEERCRED identity, permission
 //! order, fault codes). Needs root (accounts, uid switching); elsewhere it prints "skipping".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-/// nm-bridge's own fixtures: the NodeManager double and throw-away accounts.
-#[path = "../../nm-bridge/tests/support/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod nm_support;
+use geni_tests as support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use geni_xmlrpc::Value;
-use nm_support::Users;
-use nm_support::nm_double::NmDouble;
+use support::accounts::Users;
+use support::nm_double::NmDouble;
 use support::{SCRIPT, World, bin, listed, wait_until};
 
 fn now() -> f64 {

@@ -1,8 +1,5 @@
 //! A node world for end-to-end tests: an authority tree with a node, users and slices, a
 //! running `geni-agent node` on loopback, and clients with TLS client certificates.
-#![allow(dead_code, unreachable_pub)]
-
-pub mod plc;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,20 +12,15 @@ use geni_rpc::client::{GeniClient, server_auth_from_gid};
 use geni_trust::{ChainForm, Gid, Hierarchy, Hrn, Keypair, RecordType, RightList};
 use geni_xmlrpc::Value;
 
-/// The `geni-agent` executable: Cargo's for geni-agent's own tests; for the workspace's
-/// end-to-end crate (which includes this file), the one `cargo test --workspace` built beside it.
+/// The `geni-agent` executable Cargo built for this test run, beside the `deps/` directory the
+/// running test binary lives in (Cargo builds a package's binaries before its integration tests
+/// and benchmarks; `cargo test --workspace` builds them for every crate's).
 pub fn bin() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_geni-agent") {
-        return PathBuf::from(p);
-    }
     beside_tests("geni-agent")
 }
 
 /// The `genicli` executable, found as [`bin`] finds `geni-agent`.
 pub fn genicli_bin() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_genicli") {
-        return PathBuf::from(p);
-    }
     beside_tests("genicli")
 }
 
@@ -46,12 +38,14 @@ fn beside_tests(name: &str) -> PathBuf {
 }
 
 /// A principal: key and GID.
+#[derive(Debug)]
 pub struct Principal {
     pub key: Keypair,
     pub gid: Gid,
 }
 
 /// An authority tree with a node, two users and two slices, and a running node.
+#[derive(Debug)]
 pub struct World {
     pub dir: tempfile::TempDir,
     pub h: Hierarchy,
@@ -83,6 +77,7 @@ pub fn write(path: &Path, text: &str) {
 }
 
 /// A second node started by [`World::start_second_node`]; killed on drop.
+#[derive(Debug)]
 pub struct OtherNode {
     pub node: Principal,
     pub child: Child,
@@ -166,6 +161,8 @@ pub fn spawn_node(bin: &Path, dir: &Path, envs: &[(String, String)]) -> (Child, 
 
 impl World {
     /// Site `pl`, the local backend, the binary Cargo built.
+    // It starts a node process, which a `Default` should not do.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::build("pl", "local", "", bin())
     }

@@ -4,7 +4,7 @@
 //! may have happened or not — never half. Repeated 20 times on the same state directory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

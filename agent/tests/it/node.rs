@@ -5,7 +5,7 @@
 //! names has its own test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! advice. The tickets come from `geni-agent authority ticket`, as the plc will issue them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use geni_tests as support;
 
 use std::fs;
 use std::path::Path;

@@ -26,6 +26,7 @@ pub enum Db {
 }
 
 /// A user: the key they present over TLS, their e-mail, hrn and SSH key line.
+#[derive(Debug)]
 pub struct User {
     pub key: Keypair,
     pub email: String,
@@ -34,6 +35,7 @@ pub struct User {
 }
 
 /// A state directory with a registry, and the registry serving it.
+#[derive(Debug)]
 pub struct Plc {
     pub dir: tempfile::TempDir,
     pub database: String,

@@ -48,13 +48,13 @@ type Handled = Result<Option<Value>, String>;
 
 /// One call as the double saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Call {
+pub struct Call {
     /// The passwd name of the connecting uid (`uid N` when it has none).
-    pub(crate) caller: String,
-    pub(crate) uid: u32,
-    pub(crate) method: String,
+    pub caller: String,
+    pub uid: u32,
+    pub method: String,
     /// False for a connection dropped without an answer.
-    pub(crate) answered: bool,
+    pub answered: bool,
 }
 
 struct Shared {
@@ -64,7 +64,7 @@ struct Shared {
 }
 
 /// The running stand-in; stops accepting when dropped.
-pub(crate) struct NmDouble {
+pub struct NmDouble {
     path: PathBuf,
     shared: Arc<Shared>,
 }
@@ -72,7 +72,7 @@ pub(crate) struct NmDouble {
 impl NmDouble {
     /// Listens on `dir/nodemanager.api` (mode 0666). `prefix` is PLC_SLICE_PREFIX: the caller
     /// `<prefix>_sfacm` gets the raw-arguments path.
-    pub(crate) fn start(dir: &Path, prefix: &str) -> std::io::Result<Self> {
+    pub fn start(dir: &Path, prefix: &str) -> std::io::Result<Self> {
         let path = dir.join("nodemanager.api");
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
@@ -108,7 +108,7 @@ impl NmDouble {
         Ok(Self { path, shared })
     }
 
-    pub(crate) fn socket(&self) -> &Path {
+    pub fn socket(&self) -> &Path {
         &self.path
     }
 
@@ -120,34 +120,34 @@ impl NmDouble {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn calls(&self) -> Vec<Call> {
+    pub fn calls(&self) -> Vec<Call> {
         self.nm().calls.clone()
     }
 
     /// NM's record for `name`, as GetRecord returns it.
-    pub(crate) fn record(&self, name: &str) -> Option<Struct> {
+    pub fn record(&self, name: &str) -> Option<Struct> {
         self.nm().db.get(name).cloned()
     }
 
-    pub(crate) fn xids(&self) -> BTreeMap<String, u32> {
+    pub fn xids(&self) -> BTreeMap<String, u32> {
         self.nm().xids()
     }
 
-    pub(crate) fn running(&self, name: &str) -> Option<bool> {
+    pub fn running(&self, name: &str) -> Option<bool> {
         self.nm().passwd.get(name).map(|a| a.running)
     }
 
-    pub(crate) fn journal(&self) -> Vec<String> {
+    pub fn journal(&self) -> Vec<String> {
         self.nm().journal.clone()
     }
 
-    pub(crate) fn tickets(&self) -> Vec<Value> {
+    pub fn tickets(&self) -> Vec<Value> {
         self.nm().tickets.clone()
     }
 
     /// A PLC poll listing `slivers`: GetSlivers with fullupdate, so `set_min_timestamp` removes
     /// every older record, locally delivered ones included, and `sync()` destroys their accounts.
-    pub(crate) fn plc_sync(&self, timestamp: f64, slivers: Vec<Value>) {
+    pub fn plc_sync(&self, timestamp: f64, slivers: Vec<Value>) {
         let data = Struct::new()
             .with("timestamp", Value::Double(timestamp))
             .with("initscripts", Value::Array(Vec::new()))
@@ -157,12 +157,12 @@ impl NmDouble {
     }
 
     /// NodeManager 7 restarts: empty database, accounts and containers kept (see `Nm::restart`).
-    pub(crate) fn restart(&self) {
+    pub fn restart(&self) {
         self.nm().restart();
     }
 
     /// Drops the next `n` connections without answering (the Python 3 NM's Unix-socket bug).
-    pub(crate) fn drop_next(&self, n: usize) {
+    pub fn drop_next(&self, n: usize) {
         self.shared.drop_next.store(n, Ordering::SeqCst);
     }
 }

@@ -1,78 +1,32 @@
-//! Fixtures for the NodeManager backend tests: throw-away Unix accounts (removed again even when
-//! a test fails), a [`nm_double::NmDouble`] in a directory every account can reach, and a backend
-//! whose connect helper is this very test binary re-run as the target account.
+//! Fixtures for the NodeManager backend tests: throw-away Unix accounts and the NodeManager
+//! double (both from the `geni-tests` harness), the double in a directory every account can
+//! reach, and a backend whose connect helper is this very test binary re-run as the target
+//! account.
 //!
 //! The helper is this binary because a test may not add a binary or example to the crate. Re-run
-//! with `connect_helper_entry --exact … <HELPER_MARK> <socket>`, libtest runs only that one test
-//! function, which sees the mark and becomes `nm-connect` (see `connect_helper_entry` in
-//! `tests/nodemanager.rs`). The binary is hard-linked (or copied) into the fixture directory,
+//! with `nodemanager::connect_helper_entry --exact … <HELPER_MARK> <socket>`, libtest runs only
+//! that one test function, which sees the mark and becomes `nm-connect` (see
+//! `connect_helper_entry` in `nodemanager.rs`). The binary is hard-linked (or copied) into the fixture directory,
 //! because the target directory may sit under a home directory the test accounts cannot enter.
-
-pub(crate) mod nm_double;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 use nm_bridge::{Rspec, SliverName, SliverRecord};
+
+pub(crate) use geni_tests::accounts::{Users, skip_reason};
+pub(crate) use geni_tests::nm_double;
 
 use self::nm_double::NmDouble;
 
 /// Where the helper's own arguments begin; never a test name, so libtest filters nothing with it.
 pub(crate) const HELPER_MARK: &str = "NM_CONNECT_HELPER";
 
-/// useradd and userdel take /etc/passwd's lock and fail rather than wait: one at a time.
-static PASSWD: Mutex<()> = Mutex::new(());
-
-/// Accounts created for one test, deleted on drop.
-#[derive(Debug, Default)]
-pub(crate) struct Users(Vec<String>);
-
-impl Users {
-    pub(crate) fn add(&mut self, name: &str) {
-        let _lock = PASSWD.lock().unwrap_or_else(PoisonError::into_inner);
-        let status = Command::new("useradd")
-            .args([
-                "-M",
-                "-s",
-                "/usr/sbin/nologin",
-                "-c",
-                "nm-bridge test",
-                name,
-            ])
-            .status()
-            .expect("useradd runs");
-        assert!(status.success(), "useradd {name}: {status}");
-        self.0.push(name.to_owned());
-    }
-}
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        let _lock = PASSWD.lock().unwrap_or_else(PoisonError::into_inner);
-        for name in &self.0 {
-            let _ = Command::new("userdel").arg(name).status();
-        }
-    }
-}
-
-/// Why these tests cannot run here, if they cannot.
-pub(crate) fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root (the tests switch uid and create accounts)".to_owned());
-    }
-    if Command::new("useradd").arg("--help").output().is_err() {
-        return Some("useradd is missing".to_owned());
-    }
-    None
-}
-
 /// One test's world. Fields drop in order: backend, double, accounts, then the directory.
-#[allow(dead_code)] // each test uses its own subset
 pub(crate) struct Fixture {
     pub(crate) backend: Arc<NodeManagerBackend>,
     pub(crate) double: NmDouble,
@@ -113,7 +67,7 @@ pub(crate) fn fixture(test: &str) -> Option<Fixture> {
         admin_account: admin.clone(),
         connect_helper: vec![
             helper.display().to_string(),
-            "connect_helper_entry".into(),
+            "nodemanager::connect_helper_entry".into(),
             "--exact".into(),
             "--nocapture".into(),
             "--test-threads=1".into(),

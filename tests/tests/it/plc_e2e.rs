@@ -5,11 +5,10 @@
 //! own `xmlrpc.client` + `ssl` drives the whole flow against both servers.
 //!
 //! `geni-agent demo` (the same flow through genicli's library, in one command) has its own test
-//! in `agent/tests/demo.rs`.
+//! in `agent/tests/it/demo.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../agent/tests/support/mod.rs"]
-mod support;
+use geni_tests as support;
 
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

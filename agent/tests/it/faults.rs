@@ -1,0 +1,90 @@
+//! Fault hygiene with the real binaries: when the server's own side fails (its database, its PLC
+//! backend, the node's files), the peer gets the generic internal-error fault, never the
+//! driver's text or a path on the server; the cause is for the server's log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use geni_tests as support;
+
+use std::path::Path;
+
+use geni_xmlrpc::Value;
+use support::plc::{Db, Plc};
+use support::{SCRIPT, World, fault_code};
+
+/// The internal-error fault, with nothing of the server's internals in its text.
+fn assert_internal_and_clean(code: i32, msg: &str, server_dir: &Path) {
+    assert_eq!(code, -32603, "{msg}");
+    assert!(!msg.contains("database:"), "driver text in {msg:?}");
+    assert!(
+        !msg.contains(server_dir.to_str().unwrap()),
+        "server path in {msg:?}"
+    );
+    let absolute = msg
+        .split(|c: char| c.is_whitespace() || "(\"'`:=".contains(c))
+        .any(|word| word.starts_with('/'));
+    assert!(!absolute, "absolute path in {msg:?}");
+}
+
+/// Runs `sql` on the registry's SQLite file behind the running server's back.
+async fn sql(plc: &Plc, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&plc.database).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plc_database_failures_reach_the_peer_without_driver_text_or_paths() {
+    let Some(plc) = Plc::new(Db::Sqlite).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let cred = plc.self_credential(&plc.alice).await;
+    let resolve = || {
+        alice.call(
+            "resolve",
+            vec![
+                Value::from(cred.as_str()),
+                Value::from(plc.alice.hrn.as_str()),
+            ],
+        )
+    };
+    resolve().await.unwrap();
+
+    // The embedded PLC's table goes: resolve reads the record's pl_info from it.
+    sql(&plc, "ALTER TABLE plc_persons RENAME TO plc_persons_gone").await;
+    let (code, msg) = fault_code(resolve().await);
+    assert_internal_and_clean(code, &msg, plc.dir.path());
+
+    // The registry's own table goes: every record lookup fails.
+    sql(&plc, "ALTER TABLE registry_records RENAME TO records_gone").await;
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "get_self_credential",
+                vec![Value::from("user"), Value::from(plc.alice.hrn.as_str())],
+            )
+            .await,
+    );
+    assert_internal_and_clean(code, &msg, plc.dir.path());
+    plc.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_backend_failures_reach_the_peer_without_paths() {
+    let w = World::new();
+    let alice = w.client(&w.alice);
+    // Something that is not the sliver's directory sits where it goes.
+    std::fs::create_dir_all(w.sliver_dir("pl_s1").parent().unwrap()).unwrap();
+    std::fs::write(w.sliver_dir("pl_s1"), "in the way").unwrap();
+    let ticket = w.ticket(&w.alice, &w.s1, "pl_s1", SCRIPT, 100.0);
+    let (code, msg) = fault_code(
+        alice
+            .call("redeem_ticket", vec![Value::from(ticket.as_str())])
+            .await,
+    );
+    assert_internal_and_clean(code, &msg, w.dir.path());
+}
