@@ -30,6 +30,7 @@ mod names;
 mod noop;
 mod open;
 mod plcapi;
+mod policy;
 mod provision;
 mod record;
 mod register;
@@ -112,14 +113,17 @@ impl<B: PlcBackend + 'static> Registry<B> {
 
 impl<B: PlcBackend> Registry<B> {
     /// The authentication pipeline (2008 `decode_authentication`, nothing skipped): verify the
-    /// credential and its GID chains, bind its caller to the TLS key, check `operation`.
-    pub(crate) fn authenticate(
+    /// credential and its GID chains, bind its caller to the TLS key, check `operation`; then
+    /// PLC's policy that a disabled account gets nothing ([`policy`]).
+    pub(crate) async fn authenticate(
         &self,
         ctx: &CallContext,
         credential: &str,
         operation: Operation,
     ) -> Result<VerifiedCredential, RpcError> {
-        crate::auth::authenticate(&self.verifier, ctx, credential, operation)
+        let verified = crate::auth::authenticate(&self.verifier, ctx, credential, operation)?;
+        self.require_enabled(verified.caller().hrn()).await?;
+        Ok(verified)
     }
 
     /// The record of `kind` at `hrn`, or a "not found" fault naming it.

@@ -8,6 +8,10 @@ use geni_xmlrpc::{Fault, XmlRpcError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
+    /// The caller's account is disabled (a disabled person, or a person of a disabled site):
+    /// refused like missing rights, saying why.
+    #[error("account disabled: {0}")]
+    AccountDisabled(String),
     /// Our own configuration is unusable (key, certificate, address).
     #[error("configuration: {0}")]
     Config(String),
@@ -95,7 +99,9 @@ pub fn fault_of(err: &RpcError) -> Fault {
         ),
         RpcError::Trust(_) => (100, err.to_string()),
         RpcError::KeyMismatch { .. } => (102, err.to_string()),
-        RpcError::InsufficientRights { .. } => (103, err.to_string()),
+        RpcError::InsufficientRights { .. } | RpcError::AccountDisabled(_) => {
+            (103, err.to_string())
+        }
         RpcError::Permission(_) => (104, err.to_string()),
         RpcError::NotFound(_) => (105, err.to_string()),
         RpcError::Exists(_) => (106, err.to_string()),

@@ -158,6 +158,17 @@ pub(super) async fn nuke(config: &PlcConfig, args: &NukeArgs) -> anyhow::Result<
 pub(super) enum SiteCommand {
     /// Add a site: a PLC site, the authority <interface>.<login_base>, its sa and ma records.
     Add(SiteAddArgs),
+    /// Enable a site again: its persons and its authority get credentials and tickets.
+    Enable {
+        /// The site's login_base.
+        login_base: String,
+    },
+    /// Disable a site: none of its persons, nor its authority, gets a credential, ticket or
+    /// record until it is enabled again.
+    Disable {
+        /// The site's login_base.
+        login_base: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +195,15 @@ impl RegistryTask for SiteCommand {
         registry: Registry<B>,
         config: &PlcConfig,
     ) -> anyhow::Result<ExitCode> {
-        let Self::Add(a) = self;
+        let a = match self {
+            Self::Add(a) => a,
+            Self::Enable { login_base } => {
+                return site_enabled(&registry, config, &login_base, true).await;
+            }
+            Self::Disable { login_base } => {
+                return site_enabled(&registry, config, &login_base, false).await;
+            }
+        };
         let hrn = child(&config.authority, &a.login_base)?;
         let mut fields = Struct::new()
             .with("name", a.name.unwrap_or_else(|| hrn.to_string()))
@@ -220,6 +239,16 @@ pub(super) enum PersonCommand {
     /// Add a person at a site: a PLC person with SSH keys and roles, and a user record whose GID
     /// holds --pubkey (or the first ssh-rsa --key).
     Add(PersonAddArgs),
+    /// Enable a person again: they get credentials, tickets and records.
+    Enable {
+        /// The person's e-mail address.
+        email: String,
+    },
+    /// Disable a person: they get no credential, ticket or record until enabled again.
+    Disable {
+        /// The person's e-mail address.
+        email: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -254,7 +283,11 @@ impl RegistryTask for PersonCommand {
         registry: Registry<B>,
         config: &PlcConfig,
     ) -> anyhow::Result<ExitCode> {
-        let Self::Add(a) = self;
+        let a = match self {
+            Self::Add(a) => a,
+            Self::Enable { email } => return person_enabled(&registry, &email, true).await,
+            Self::Disable { email } => return person_enabled(&registry, &email, false).await,
+        };
         let (site_hrn, site_id) = site(&registry, config, &a.site).await?;
         let hrn = match a.hrn {
             Some(h) => h,
@@ -286,13 +319,13 @@ impl RegistryTask for PersonCommand {
         let fields = Struct::new()
             .with("email", a.email.as_str())
             .with("first_name", a.first_name)
-            .with("last_name", a.last_name.unwrap_or_else(|| hrn.to_string()))
-            .with("enabled", true);
+            .with("last_name", a.last_name.unwrap_or_else(|| hrn.to_string()));
         let gid = registry.authorities.create_gid(&hrn, None, &gid_key)?;
         let person = NewPerson {
             hrn: hrn.clone(),
             gid: gid.to_chain_string(ChainForm::Separator)?,
             fields,
+            enabled: true,
             site_id: Some(site_id),
             roles: roles.clone(),
             ssh_keys,
@@ -551,6 +584,55 @@ impl RegistryTask for InitscriptCommand {
         println!("added initscript {} (initscript_id {id})", a.name);
         Ok(ExitCode::Success)
     }
+}
+
+// === enable and disable ===
+
+/// `site enable|disable`: PLC's `enabled` flag on the site, which the registry honours for its
+/// persons and its authority.
+async fn site_enabled<B: PlcBackend>(
+    registry: &Registry<B>,
+    config: &PlcConfig,
+    login_base: &str,
+    enabled: bool,
+) -> anyhow::Result<ExitCode> {
+    let (hrn, site_id) = site(registry, config, login_base).await?;
+    registry
+        .plc
+        .update_site(site_id, Struct::new().with("enabled", enabled))
+        .await?;
+    println!(
+        "{} site {login_base} (authority {hrn})",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(ExitCode::Success)
+}
+
+/// `person enable|disable`: PLC's `enabled` flag on the person.
+async fn person_enabled<B: PlcBackend>(
+    registry: &Registry<B>,
+    email: &str,
+    enabled: bool,
+) -> anyhow::Result<ExitCode> {
+    let persons = registry
+        .plc
+        .get_persons(Lookup::Names(vec![email.to_owned()]))
+        .await?;
+    let Some(person) = persons.first() else {
+        bail!(
+            "no person {email} in PLC; add one with `geni-agent plc person add {email} --site …`"
+        );
+    };
+    registry
+        .plc
+        .update_person(person.person_id, Struct::new().with("enabled", enabled))
+        .await?;
+    println!(
+        "{} person {email} (person_id {})",
+        if enabled { "enabled" } else { "disabled" },
+        person.person_id
+    );
+    Ok(ExitCode::Success)
 }
 
 // === helpers ===

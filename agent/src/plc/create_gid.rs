@@ -28,7 +28,9 @@ pub(super) async fn call<B: PlcBackend>(
             "takes a credential, a name, a uuid (or nil) and a PEM public key (strings)",
         ));
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::GetCredential)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::GetCredential)
+        .await?;
     let name = hrn_arg(NAME, name)?;
     registry.require_ours(&name)?;
     require_permission(&verified, &name)?;

@@ -52,7 +52,9 @@ pub(super) async fn call<B: PlcBackend>(
     let Some(credential) = credential else {
         return get_self_credential::self_credential(&registry, &ctx, kind, &name).await;
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::GetCredential)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::GetCredential)
+        .await?;
     let record = registry.record(&name, kind).await?;
     if !registry.may_see(&verified, &record).await? {
         return Err(RpcError::Permission(format!(

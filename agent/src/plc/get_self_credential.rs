@@ -41,5 +41,6 @@ pub(super) async fn self_credential<B: PlcBackend>(
     let record = registry.record(name, kind).await?;
     let gid = parse_stored_gid(&record)?;
     ctx.peer.require_caller(&gid)?;
+    registry.require_enabled(name).await?;
     registry.credential_for(&gid, &record).await
 }

@@ -58,7 +58,9 @@ pub(super) async fn call<B: PlcBackend>(
             ));
         }
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::GetTicket)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::GetTicket)
+        .await?;
     let name = hrn_arg(NAME, name)?;
     registry.require_ours(&name)?;
     require_permission(&verified, &name)?;

@@ -34,7 +34,9 @@ pub(super) async fn call<B: PlcBackend>(
             ));
         }
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::List)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::List)
+        .await?;
     let authority = match hrn {
         Some(h) => {
             require_permission(&verified, &h)?;

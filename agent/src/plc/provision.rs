@@ -69,6 +69,9 @@ pub(crate) struct NewPerson {
     pub(crate) gid: String,
     /// PLCAPI `AddPerson` fields.
     pub(crate) fields: Struct,
+    /// Enable the account once made. PLCAPI's `AddPerson` makes every account disabled and
+    /// ignores an `enabled` field; enabling is an `UpdatePerson` of our admin session.
+    pub(crate) enabled: bool,
     /// The site the person joins, if any.
     pub(crate) site_id: Option<i64>,
     pub(crate) roles: Vec<String>,
@@ -165,6 +168,12 @@ pub(crate) async fn add_person<B: PlcBackend>(
     let outcome = async {
         let person_id = registry.plc.add_person(person.fields).await?;
         undo.push(Step::Person(person_id));
+        if person.enabled {
+            registry
+                .plc
+                .update_person(person_id, Struct::new().with("enabled", true))
+                .await?;
+        }
         if let Some(site_id) = person.site_id {
             registry.plc.add_person_to_site(person_id, site_id).await?;
         }

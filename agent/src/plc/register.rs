@@ -20,6 +20,7 @@ use geni_trust::{Hrn, Operation, RecordType, hrn_to_pl_login_base, hrn_to_pl_sli
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::PlcBackend;
+use super::policy;
 use super::provision::{self, NewNode, NewPerson, NewSlice, ProvisionError, SiteSource};
 use super::record::RecordDict;
 use super::{Registry, plc_fault, require_permission, store_fault};
@@ -41,7 +42,9 @@ pub(super) async fn call<B: PlcBackend>(
             "takes a credential and a record struct",
         ));
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::Register)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::Register)
+        .await?;
     let dict = RecordDict::parse("register", record)?;
     let Some(authority) = dict.name.authority() else {
         return Err(RpcError::invalid_params(
@@ -54,6 +57,15 @@ pub(super) async fn call<B: PlcBackend>(
     };
     registry.require_ours(&dict.name)?;
     require_permission(&verified, &authority)?;
+    if matches!(dict.kind, RecordType::Sa | RecordType::Ma)
+        && !sibling_exists(&registry, &dict.name, dict.kind).await?
+    {
+        // A new authority is a new (or claimed) PLC site: PLCAPI's AddSite is the admin's.
+        policy::require_admin(
+            &verified,
+            &format!("creating or claiming the site of {}", dict.name),
+        )?;
+    }
     let gid = match dict.kind {
         RecordType::Sa | RecordType::Ma => register_authority(&registry, &dict).await?,
         RecordType::Slice => register_slice(&registry, &dict).await?,
@@ -194,6 +206,9 @@ async fn register_user<B: PlcBackend>(
             .with("email", email)
             .with("first_name", "geni")
             .with("last_name", dict.name.as_str()),
+        // The PI who registers a researcher vouches for them; only the PLC admin changes
+        // `enabled` afterwards.
+        enabled: true,
         site_id: site_of(registry, authority).await?,
         roles: vec!["user".to_owned()],
         ssh_keys: Vec::new(),
@@ -241,4 +256,24 @@ async fn site_of<B: PlcBackend>(
         }
     }
     Ok(None)
+}
+
+/// Whether the other authority record (ma for an sa, sa for an ma) of `hrn` is already here:
+/// then its PLC site is this registry's already, and adding the sibling creates no site.
+pub(super) async fn sibling_exists<B: PlcBackend>(
+    registry: &Registry<B>,
+    hrn: &Hrn,
+    kind: RecordType,
+) -> Result<bool, RpcError> {
+    let sibling = if kind == RecordType::Sa {
+        RecordType::Ma
+    } else {
+        RecordType::Sa
+    };
+    Ok(registry
+        .store
+        .find(hrn, sibling)
+        .await
+        .map_err(store_fault)?
+        .is_some())
 }

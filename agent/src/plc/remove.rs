@@ -15,6 +15,7 @@ use geni_xmlrpc::Value;
 use super::backend::{PlcBackend, PlcError};
 use super::record::RecordDict;
 use super::{Registry, hrn_arg, plc_fault, require_permission, store_fault, type_arg};
+use super::{policy, register};
 
 pub(super) const NAME: &str = "remove";
 
@@ -39,7 +40,9 @@ pub(super) async fn call<B: PlcBackend>(
             ));
         }
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::Remove)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::Remove)
+        .await?;
     require_permission(&verified, &name)?;
     let record = registry.record(&name, kind).await?;
     let plc = &registry.plc;
@@ -48,17 +51,7 @@ pub(super) async fn call<B: PlcBackend>(
         RecordType::Slice => plc.delete_slice(record.pointer).await,
         RecordType::Node => plc.delete_node(record.pointer).await,
         RecordType::Sa | RecordType::Ma => {
-            let sibling = if kind == RecordType::Sa {
-                RecordType::Ma
-            } else {
-                RecordType::Sa
-            };
-            let shared = registry
-                .store
-                .find(&name, sibling)
-                .await
-                .map_err(store_fault)?
-                .is_some();
+            let shared = register::sibling_exists(&registry, &name, kind).await?;
             if shared || record.pointer < 0 {
                 Ok(())
             } else {
@@ -70,6 +63,8 @@ pub(super) async fn call<B: PlcBackend>(
                         under.len()
                     )));
                 }
+                // Deleting a PLC site is PLCAPI's DeleteSite, the admin's.
+                policy::require_admin(&verified, &format!("deleting the site of {name}"))?;
                 plc.delete_site(record.pointer).await
             }
         }

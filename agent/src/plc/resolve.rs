@@ -32,7 +32,9 @@ pub(super) async fn call<B: PlcBackend>(
             "takes a credential and a name",
         ));
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::Resolve)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::Resolve)
+        .await?;
     let name = hrn_arg(NAME, name)?;
     let mut shown = Vec::new();
     for r in registry.records(&name).await? {

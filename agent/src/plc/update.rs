@@ -14,7 +14,8 @@ use geni_rpc::{CallContext, RpcError};
 use geni_trust::{Operation, RecordType};
 use geni_xmlrpc::{Struct, Value};
 
-use super::backend::PlcBackend;
+use super::backend::{Lookup, PlcBackend};
+use super::policy::{self, ADMIN_ONLY_FIELDS};
 use super::record::RecordDict;
 use super::{Registry, plc_fault, register, require_permission, store_fault};
 
@@ -67,7 +68,9 @@ pub(super) async fn call<B: PlcBackend>(
             "takes a credential and a record struct",
         ));
     };
-    let verified = registry.authenticate(&ctx, credential, Operation::Update)?;
+    let verified = registry
+        .authenticate(&ctx, credential, Operation::Update)
+        .await?;
     let dict = RecordDict::parse("update", record)?;
     require_permission(&verified, &dict.name)?;
     let mut stored = registry.record(&dict.name, dict.kind).await?;
@@ -85,6 +88,13 @@ pub(super) async fn call<B: PlcBackend>(
         .filter(|(k, _)| allowed.contains(k))
         .map(|(k, v)| (k.to_owned(), v.clone()))
         .collect();
+    if !policy::is_admin(&verified) {
+        fields =
+            without_unchanged_admin_fields(&registry, dict.kind, stored.pointer, fields).await?;
+        if let Some(field) = ADMIN_ONLY_FIELDS.iter().find(|f| fields.contains(f)) {
+            policy::require_admin(&verified, &format!("changing {field}"))?;
+        }
+    }
     match dict.kind {
         RecordType::User => {
             if let Some(email) = dict.geni_str("update", "email")? {
@@ -155,4 +165,58 @@ pub(super) async fn call<B: PlcBackend>(
     }
     tracing::info!(caller = %verified.caller().hrn(), hrn = %dict.name, kind = %dict.kind, "Record updated");
     Ok(Value::Nil)
+}
+
+/// `fields` without the admin-only ones whose value is the one PLC already has: a record that
+/// `resolve` returned can be sent back as is, and only a real change needs the admin.
+async fn without_unchanged_admin_fields<B: PlcBackend>(
+    registry: &Registry<B>,
+    kind: RecordType,
+    id: i64,
+    mut fields: Struct,
+) -> Result<Struct, RpcError> {
+    if id < 0 || !ADMIN_ONLY_FIELDS.iter().any(|f| fields.contains(f)) {
+        return Ok(fields);
+    }
+    let current = match kind {
+        RecordType::User => registry
+            .plc
+            .get_persons(Lookup::Ids(vec![id]))
+            .await
+            .map_err(plc_fault)?
+            .pop()
+            .map(|p| p.raw),
+        RecordType::Sa | RecordType::Ma => registry
+            .plc
+            .get_sites(Lookup::Ids(vec![id]))
+            .await
+            .map_err(plc_fault)?
+            .pop()
+            .map(|s| s.raw),
+        RecordType::Slice | RecordType::Node => None,
+    };
+    if let Some(current) = current {
+        for field in ADMIN_ONLY_FIELDS {
+            if fields
+                .get(field)
+                .is_some_and(|v| same(v, current.get(field)))
+            {
+                fields.remove(field);
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// PLC values compared as PLCAPI would store them (a boolean may come back as 0 or 1).
+fn same(given: &Value, current: Option<&Value>) -> bool {
+    let as_int = |v: &Value| match v {
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Int(i) => Some(*i),
+        _ => None,
+    };
+    match current {
+        Some(c) => given == c || (as_int(given).is_some() && as_int(given) == as_int(c)),
+        None => false,
+    }
 }

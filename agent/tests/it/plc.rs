@@ -56,6 +56,10 @@ on_both!(
     stores_sql_metacharacters_verbatim,
     unknown_records_are_not_found,
     rejects_a_tls_key_that_is_not_the_callers,
+    names_that_would_escape_the_tree_change_nothing,
+    admin_only_fields_need_the_plc_admin,
+    disabled_accounts_get_no_credential_ticket_or_record,
+    creating_claiming_and_deleting_sites_need_the_plc_admin,
 );
 
 fn s(v: &str) -> Value {
@@ -73,6 +77,18 @@ fn verifier(plc: &Plc) -> Verifier {
 
 fn pem(key: &Keypair) -> Value {
     Value::String(String::from_utf8(key.public_key().to_pem().unwrap()).unwrap())
+}
+
+/// The PLC admin: a client with the root authority's key, and its authority credential.
+fn admin(plc: &Plc) -> (GeniClient, String) {
+    let h = Hierarchy::new(plc.state().join("authorities"));
+    let root = h.authority(&"planetlab".parse().unwrap()).unwrap();
+    let cred = h
+        .authority_credential(&root.hrn)
+        .unwrap()
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    (plc.client_with(&root.key, &root.gid), cred)
 }
 
 /// A record dict as genicli sends it.
@@ -610,18 +626,18 @@ async fn every_method(db: Db) {
     );
 
     // A sub-authority: its sa record holds its own GID (2008 stored its parent's); the ma
-    // shares its site.
+    // shares its site. A new site is the PLC admin's to make; a PI may not (policy tests).
+    let (root, root_cred) = admin(&plc);
     let lab = text(
-        alice
-            .call(
-                "register",
-                vec![
-                    s(&sa_cred),
-                    record("planetlab.us.pl.lab", "sa", "", Struct::new()),
-                ],
-            )
-            .await
-            .unwrap(),
+        root.call(
+            "register",
+            vec![
+                s(&root_cred),
+                record("planetlab.us.pl.lab", "sa", "", Struct::new()),
+            ],
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(
         v.verify_gid_str(&lab).unwrap().hrn().as_str(),
@@ -1428,4 +1444,390 @@ fn help_lists_the_subcommands_and_plcapi_needs_its_table() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_on"));
+}
+
+// === registry hardening: names, PLC policy ===
+
+/// Every file under `dir` with its bytes, sorted: what "nothing changed on disk" compares.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.push((path.clone(), Vec::new()));
+                todo.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One column of the embedded PLC's table, sorted (through the registry's own database).
+async fn plc_column(plc: &Plc, sql: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&plc.database).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut out: Vec<String> = rows.into_iter().map(|(v,)| v).collect();
+    out.sort();
+    out
+}
+
+/// A record with `pl_info`, as a resolved record sent back by `update`.
+fn record_with(name: &str, kind: &str, pl_info: Struct) -> Value {
+    Value::Struct(
+        Struct::new()
+            .with("name", name)
+            .with("type", kind)
+            .with("pointer", -1)
+            .with("pl_info", pl_info),
+    )
+}
+
+async fn names_that_would_escape_the_tree_change_nothing(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let (root, root_cred) = admin(&plc);
+    let canary = plc.path("canary");
+    std::fs::write(&canary, "canary").unwrap();
+    let roots_dir = plc.state().join("trusted_roots");
+    let authorities = plc.state().join("authorities");
+    let (roots_before, tree_before) = (tree(&roots_dir), tree(&authorities));
+    let records_before = plc_column(&plc, "SELECT hrn FROM registry_records").await;
+    let absolute = format!("planetlab.us.pl.{}/planetlab", roots_dir.display());
+    let over_canary = format!("planetlab.us.pl.{}", canary.display());
+    let names = [
+        absolute.as_str(),
+        over_canary.as_str(),
+        "planetlab.us.pl.x/y",
+        "planetlab.us.pl.x/../../../../etc",
+        "planetlab.us.pl...",
+    ];
+    // Neither the site's PI nor even the PLC admin can name a path.
+    for (who, client, cred) in [("PI", &alice, &sa_cred), ("admin", &root, &root_cred)] {
+        for name in names {
+            for kind in ["sa", "ma", "slice", "user", "node"] {
+                let (code, msg) = fault_code(
+                    client
+                        .call(
+                            "register",
+                            vec![s(cred), record(name, kind, "", Struct::new())],
+                        )
+                        .await,
+                );
+                assert_eq!(code, -32602, "{who} {kind} {name}: {msg}");
+            }
+            let (code, msg) = fault_code(
+                client
+                    .call(
+                        "create_gid",
+                        vec![s(cred), s(name), Value::Nil, pem(&plc.bob.key)],
+                    )
+                    .await,
+            );
+            assert_eq!(code, -32602, "{who} create_gid {name}: {msg}");
+            assert!(msg.contains("invalid hrn"), "{msg}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "canary");
+    assert_eq!(tree(&roots_dir), roots_before, "trusted_roots changed");
+    assert_eq!(
+        tree(&authorities),
+        tree_before,
+        "the authority tree changed"
+    );
+    assert_eq!(
+        plc_column(&plc, "SELECT hrn FROM registry_records").await,
+        records_before
+    );
+    plc.finish().await;
+}
+
+async fn admin_only_fields_need_the_plc_admin(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let bob = plc.client(&plc.bob).await;
+    let bob_cred = plc.self_credential(&plc.bob).await;
+    let sites = "SELECT login_base || ':' || CAST(enabled AS VARCHAR(8)) || ':' || \
+                 CAST(max_slices AS VARCHAR(16)) FROM plc_sites";
+    let persons = "SELECT email || ':' || CAST(enabled AS VARCHAR(8)) FROM plc_persons";
+    let (sites_before, persons_before) = (
+        plc_column(&plc, sites).await,
+        plc_column(&plc, persons).await,
+    );
+    let site =
+        |field: &str, v: Value| record_with("planetlab.us.pl", "sa", Struct::new().with(field, v));
+    let person = |v: Value| {
+        record_with(
+            "planetlab.us.pl.bob",
+            "user",
+            Struct::new().with("enabled", v),
+        )
+    };
+    // The site's PI on her own site and on her user; the user on himself.
+    let attempts: Vec<(&str, &GeniClient, &str, Value)> = vec![
+        (
+            "PI max_slices",
+            &alice,
+            &sa_cred,
+            site("max_slices", Value::Int(100_000)),
+        ),
+        (
+            "PI max_slivers",
+            &alice,
+            &sa_cred,
+            site("max_slivers", Value::Int(100_000)),
+        ),
+        (
+            "PI site enabled",
+            &alice,
+            &sa_cred,
+            site("enabled", Value::Bool(false)),
+        ),
+        (
+            "PI person enabled",
+            &alice,
+            &sa_cred,
+            person(Value::Bool(false)),
+        ),
+        ("user himself", &bob, &bob_cred, person(Value::Bool(false))),
+    ];
+    for (what, client, cred, rec) in attempts {
+        let (code, msg) = fault_code(client.call("update", vec![s(cred), rec]).await);
+        assert_eq!(code, 104, "{what}: {msg}");
+        assert!(msg.contains("PLC admin only"), "{what}: {msg}");
+    }
+    assert_eq!(plc_column(&plc, sites).await, sites_before);
+    assert_eq!(plc_column(&plc, persons).await, persons_before);
+    // A resolved record sent back as is (its admin-only fields unchanged) is fine.
+    let resolved = alice
+        .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl")])
+        .await
+        .unwrap();
+    let sa = resolved
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r.as_struct().unwrap().get("type") == Some(&s("sa")))
+        .unwrap()
+        .clone();
+    alice.call("update", vec![s(&sa_cred), sa]).await.unwrap();
+    assert_eq!(plc_column(&plc, sites).await, sites_before);
+    // The PLC admin may.
+    let (root, root_cred) = admin(&plc);
+    root.call(
+        "update",
+        vec![s(&root_cred), site("max_slices", Value::Int(7))],
+    )
+    .await
+    .unwrap();
+    assert!(plc_column(&plc, sites).await.contains(&"pl:1:7".to_owned()));
+    plc.finish().await;
+}
+
+async fn disabled_accounts_get_no_credential_ticket_or_record(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (user_cred, sa_cred) = alice_credentials(&plc, &alice).await;
+    let slice_key = Keypair::generate(2048).unwrap();
+    register_slice(
+        &alice,
+        &sa_cred,
+        "planetlab.us.pl.s1",
+        &slice_key,
+        &[&plc.alice.hrn],
+    )
+    .await;
+    let slice_cred = text(
+        alice
+            .call(
+                "get_credential",
+                vec![s(&user_cred), s("slice"), s("planetlab.us.pl.s1")],
+            )
+            .await
+            .unwrap(),
+    );
+    let bob = plc.client(&plc.bob).await;
+    let bob_cred = plc.self_credential(&plc.bob).await;
+    let records_before = plc_column(&plc, "SELECT hrn FROM registry_records").await;
+
+    /// Every way to a credential, a ticket or a record, for one principal.
+    async fn each_call(
+        c: &GeniClient,
+        hrn: &str,
+        cred: &str,
+        slice: Option<&str>,
+    ) -> Vec<(String, i32, String)> {
+        let mut calls: Vec<(&str, Vec<Value>)> = vec![
+            ("get_self_credential", vec![s("user"), s(hrn)]),
+            ("get_credential", vec![Value::Nil, s("user"), s(hrn)]),
+            ("get_credential", vec![s(cred), s("user"), s(hrn)]),
+            ("resolve", vec![s(cred), s(hrn)]),
+            ("list", vec![s(cred), s("planetlab.us.pl")]),
+        ];
+        if let Some(slice) = slice {
+            calls.push((
+                "get_ticket",
+                vec![s(slice), s("planetlab.us.pl.s1"), Value::Nil],
+            ));
+            calls.push((
+                "get_credential",
+                vec![s(cred), s("slice"), s("planetlab.us.pl.s1")],
+            ));
+        }
+        let mut out = Vec::new();
+        for (method, params) in calls {
+            let (code, msg) = match c.call(method, params).await {
+                Err(geni_rpc::RpcError::Fault(f)) => (f.code, f.string),
+                other => (0, format!("{other:?}")),
+            };
+            out.push((method.to_owned(), code, msg));
+        }
+        out
+    }
+    fn all_refused(results: &[(String, i32, String)], why: &str) {
+        for (method, code, msg) in results {
+            assert_eq!(*code, 103, "{method}: {msg}");
+            assert!(msg.contains(why), "{method}: {msg}");
+        }
+    }
+
+    // A disabled person.
+    plc.ok(&["person", "disable", "bob@pl.example"]);
+    all_refused(
+        &each_call(&bob, &plc.bob.hrn, &bob_cred, None).await,
+        "person planetlab.us.pl.bob is disabled",
+    );
+    plc.ok(&["person", "enable", "bob@pl.example"]);
+    assert!(
+        bob.call("resolve", vec![s(&bob_cred), s(&plc.bob.hrn)])
+            .await
+            .is_ok()
+    );
+
+    // Every person of a disabled site, the PI included, with her slice.
+    plc.ok(&["site", "disable", "pl"]);
+    all_refused(
+        &each_call(&alice, &plc.alice.hrn, &user_cred, Some(&slice_cred)).await,
+        "site pl of planetlab.us.pl.alice is disabled",
+    );
+    all_refused(
+        &each_call(&bob, &plc.bob.hrn, &bob_cred, None).await,
+        "site pl",
+    );
+    // The site's authority credential itself is refused as well.
+    let (code, msg) = fault_code(
+        alice
+            .call("resolve", vec![s(&sa_cred), s("planetlab.us.pl")])
+            .await,
+    );
+    assert_eq!(code, 103, "{msg}");
+    assert_eq!(
+        plc_column(&plc, "SELECT hrn FROM registry_records").await,
+        records_before
+    );
+    plc.ok(&["site", "enable", "pl"]);
+    alice
+        .call(
+            "get_ticket",
+            vec![s(&slice_cred), s("planetlab.us.pl.s1"), Value::Nil],
+        )
+        .await
+        .unwrap();
+    // An unknown person is an error that says so.
+    let out = plc.admin(&["person", "disable", "nobody@pl.example"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no person nobody@pl.example"));
+    plc.finish().await;
+}
+
+async fn creating_claiming_and_deleting_sites_need_the_plc_admin(db: Db) {
+    let Some(plc) = Plc::new(db).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let (_, sa_cred) = alice_credentials(&plc, &alice).await;
+    let sites = "SELECT login_base FROM plc_sites";
+    let sites_before = plc_column(&plc, sites).await;
+    let authorities = plc.state().join("authorities");
+    let tree_before = tree(&authorities);
+    // A new sub-authority (a new PLC site), as sa or ma: the admin's.
+    for kind in ["sa", "ma"] {
+        let (code, msg) = fault_code(
+            alice
+                .call(
+                    "register",
+                    vec![
+                        s(&sa_cred),
+                        record("planetlab.us.pl.lab", kind, "", Struct::new()),
+                    ],
+                )
+                .await,
+        );
+        assert_eq!(code, 104, "{kind}: {msg}");
+        assert!(msg.contains("PLC admin only"), "{msg}");
+    }
+    // Claiming an existing PLC site under a new authority name (login base "other").
+    let (root, root_cred) = admin(&plc);
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "register",
+                vec![
+                    s(&sa_cred),
+                    record("planetlab.us.pl.other", "sa", "", Struct::new()),
+                ],
+            )
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+    assert_eq!(plc_column(&plc, sites).await, sites_before);
+    assert_eq!(tree(&authorities), tree_before);
+    // The admin makes it; its PI may not delete the PLC site; the admin may.
+    root.call(
+        "register",
+        vec![
+            s(&root_cred),
+            record("planetlab.us.pl.lab", "sa", "", Struct::new()),
+        ],
+    )
+    .await
+    .unwrap();
+    let with_lab = plc_column(&plc, sites).await;
+    assert!(with_lab.contains(&"lab".to_owned()), "{with_lab:?}");
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "remove",
+                vec![s(&sa_cred), s("sa"), s("planetlab.us.pl.lab")],
+            )
+            .await,
+    );
+    assert_eq!(code, 104, "{msg}");
+    assert!(msg.contains("deleting the site"), "{msg}");
+    assert_eq!(plc_column(&plc, sites).await, with_lab);
+    root.call(
+        "remove",
+        vec![s(&root_cred), s("sa"), s("planetlab.us.pl.lab")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(plc_column(&plc, sites).await, sites_before);
+    plc.finish().await;
 }

@@ -257,6 +257,7 @@ impl Op {
                         .with("email", format!("{leaf}@example.org"))
                         .with("first_name", "geni")
                         .with("last_name", leaf),
+                    enabled: true,
                     site_id: Some(w.site_id),
                     roles: vec!["user".into(), "pi".into()],
                     ssh_keys: vec![format!("ssh-rsa AAAAB3NzaC1yc2E {leaf}@example.org")],
