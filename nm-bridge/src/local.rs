@@ -586,6 +586,13 @@ impl Inner {
                 }),
             );
         }
+        if self.root && s.uid == 0 {
+            // A sliver recorded by an agent that ran initscripts as itself (root): never again.
+            return Err(NmError::Permission(format!(
+                "sliver {name} is recorded to run as root; slivers never run as root: delete it \
+                 and redeem its ticket again"
+            )));
+        }
         let home = self.home(name.as_str());
         // Cheap when nothing changed; makes start work after the files were damaged.
         home.write(&s.record, self.owner(&s))?;

@@ -1481,6 +1481,32 @@ async fn root_is_never_a_slivers_account_and_sharing_needs_the_danger_switch() {
     assert!(!state.exists(), "a refused open made the state directory");
     // The default for root: accounts.
     assert!(LocalOptions::new(&state).manage_accounts);
+
+    // A sliver an earlier agent recorded as running as root is not started as root.
+    let pwned = state.join("pwned");
+    assert!(!pwned.exists());
+    let old = serde_json::json!({
+        "version": 1,
+        "slivers": { "pl_asroot": {
+            "record": {
+                "slice_id": null, "instantiation": "delegated", "keys": [],
+                "initscript": format!("#!/bin/sh\ntouch {}\n", pwned.display()),
+                "vref": "default", "timestamp": 1.0, "expires": 2_000_000_000, "rspec": {},
+                "caller": "x"
+            },
+            "state": "created", "uid": 0, "gid": 0
+        }}
+    });
+    fs::create_dir_all(&state).unwrap();
+    fs::write(state.join("local-state.json"), old.to_string()).unwrap();
+    let m = open(&state).await;
+    let n = name("pl_asroot");
+    let e = m.start(&n).await.unwrap_err().to_string();
+    assert!(e.contains("never run as root"), "{e}");
+    assert_eq!(m.status(&n).await.unwrap().state, SliverState::Created);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pwned.exists(), "the initscript ran as root");
+    m.destroy(&n).await.unwrap();
 }
 
 /// A real SSH login with a key from the ticket, as the sliver's own account, into its home;
