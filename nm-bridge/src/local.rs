@@ -800,6 +800,7 @@ impl Inner {
         slivers.commit(name, None)?;
         if let Some(cg) = &self.cgroups {
             cg.remove(name.as_str());
+            cg.remove_parents();
         }
         // Forgotten already: if this fails, the home is an orphan the next open removes.
         if let Err(e) = home.remove() {

@@ -146,6 +146,11 @@ impl Cgroups {
                 "No writable cgroup hierarchy: slivers get rlimits and kill-by-uid only");
             return None;
         }
+        // Made again by the first attach: an agent that never starts a sliver (or is killed)
+        // leaves no empty directory behind. Fails, harmlessly, while slivers live in it.
+        for p in &parents {
+            let _ = fs::remove_dir(&p.dir);
+        }
         let cg = Self { parents, defaults };
         tracing::info!(cgroups = %cg.describe(), "Slivers get their own cgroups");
         Some(cg)
@@ -174,6 +179,12 @@ impl Cgroups {
         let limits = Limits::from_rspec(rspec, self.defaults);
         let mut killable = false;
         let mut last_error = None;
+        for p in &self.parents {
+            make_dir(&p.dir)?;
+            if p.kind == Kind::V2 {
+                enable_controllers(&p.dir)?;
+            }
+        }
         for (kind, dir) in self.dirs(name) {
             make_dir(&dir)?;
             for (file, value) in limits.files(kind) {
@@ -282,7 +293,8 @@ impl Cgroups {
         }
     }
 
-    /// Removes the parent directories if no sliver cgroup is left in them.
+    /// Removes the parent directories if no sliver cgroup is left in them (after the last
+    /// destroy, and when the manager goes).
     pub(super) fn remove_parents(&self) {
         for p in &self.parents {
             let _ = fs::remove_dir(&p.dir);
@@ -294,16 +306,7 @@ impl Cgroups {
 /// down. When `<base>` is the agent's own cgroup and refuses (it has processes), the agent
 /// moves into the leaf `<base>/geni-agent.supervisor` and tries again.
 fn v2_parent(mount: &Path, base: &Path, name: &str, own: bool) -> io::Result<PathBuf> {
-    let wanted = ["+pids", "+memory", "+cpu"];
-    let enable = |dir: &Path| -> io::Result<()> {
-        let available = fs::read_to_string(dir.join("cgroup.controllers"))?;
-        for c in wanted {
-            if available.split_whitespace().any(|a| a == &c[1..]) {
-                fs::write(dir.join("cgroup.subtree_control"), c)?;
-            }
-        }
-        Ok(())
-    };
+    let enable = enable_controllers;
     // Every ancestor from the mount down to base must pass the controllers on.
     let mut ancestors: Vec<&Path> = base
         .ancestors()
@@ -329,6 +332,17 @@ fn v2_parent(mount: &Path, base: &Path, name: &str, own: bool) -> io::Result<Pat
     make_dir(&parent)?;
     enable(&parent)?;
     Ok(parent)
+}
+
+/// Gives the children of `dir` the controllers slivers need, those `dir` has.
+fn enable_controllers(dir: &Path) -> io::Result<()> {
+    let available = fs::read_to_string(dir.join("cgroup.controllers"))?;
+    for c in ["pids", "memory", "cpu"] {
+        if available.split_whitespace().any(|a| a == c) {
+            fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Freezes the cgroup, SIGKILLs every member, thaws it (a frozen process dies once thawed).
