@@ -33,6 +33,10 @@ use crate::Rspec;
 
 pub(super) const ROOT: &str = "/sys/fs/cgroup";
 
+/// The leaf the agent itself lives in on pure cgroup v2 when its own cgroup is the subtree
+/// (the unit's `DelegateSubgroup=`).
+const SUPERVISOR: &str = "geni-agent.supervisor";
+
 /// What the limits are set from when the rspec says nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Defaults {
@@ -108,7 +112,13 @@ impl Cgroups {
         };
         let mut parents = Vec::new();
         if mount.join("cgroup.controllers").is_file() {
-            let base_dir = mount.join(base(None));
+            let mut base_path = base(None);
+            if root.is_none() && base_path.ends_with(SUPERVISOR) {
+                // Placed in the leaf already (systemd's DelegateSubgroup=, or a restart of an
+                // agent that moved itself): the subtree is its parent.
+                base_path.pop();
+            }
+            let base_dir = mount.join(base_path);
             match v2_parent(mount, &base_dir, name, root.is_none()) {
                 Ok(dir) => parents.push(Parent {
                     kind: Kind::V2,
@@ -322,9 +332,15 @@ fn v2_parent(mount: &Path, base: &Path, name: &str, own: bool) -> io::Result<Pat
         if !(own && e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32)) {
             return Err(e);
         }
-        let leaf = base.join("geni-agent.supervisor");
+        let leaf = base.join(SUPERVISOR);
         make_dir(&leaf)?;
-        fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())?;
+        // Everything in the subtree's root: the agent, and whatever helper it runs just now.
+        let procs = fs::read_to_string(base.join("cgroup.procs"))?;
+        for pid in procs.lines().map(str::trim).filter(|p| !p.is_empty()) {
+            if let Err(e) = fs::write(leaf.join("cgroup.procs"), pid) {
+                tracing::debug!(pid, error = %e, "Cannot move a process into the supervisor leaf");
+            }
+        }
         tracing::info!(cgroup = %leaf.display(), "Moved the agent into a leaf of its delegated cgroup");
         enable(base)?;
     }
