@@ -900,7 +900,7 @@ fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
-        "{prefix}_{:x}{}",
+        "{prefix}_{:x}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
@@ -1375,6 +1375,16 @@ async fn uids_are_distinct_and_not_reused_while_a_process_holds_them() {
     m.create(make(0)).await.unwrap();
     m.create(make(1)).await.unwrap();
     assert_eq!((uid_of(&names[0]), uid_of(&names[1])), (base, base + 1));
+    // Its user group has the same number.
+    let account = nix::unistd::User::from_name(&names[0]).unwrap().unwrap();
+    assert_eq!(account.gid.as_raw(), base);
+    assert_eq!(
+        nix::unistd::Group::from_gid(account.gid)
+            .unwrap()
+            .unwrap()
+            .name,
+        names[0]
+    );
     m.destroy(&name(&names[0])).await.unwrap();
     // A process still runs with the first uid (left by anything at all).
     let mut holder = std::process::Command::new("sleep")

@@ -3,8 +3,8 @@
 //!
 //! An account is only ever treated as a sliver's when its home directory is that sliver's home:
 //! an existing account of the same name that is not ours is refused, never taken over, and never
-//! deleted. Accounts get an explicit uid (and a user group of the same number where free) from
-//! the configured range, chosen by the manager, and the password `*`: no password ever
+//! deleted. Accounts get an explicit uid (and a user group with the same number) from the
+//! configured range, chosen by the manager, and the password `*`: no password ever
 //! matches, but the account is not "locked" (`!`), so sshd lets the ticket's keys in.
 
 use std::fs;
@@ -53,8 +53,8 @@ pub(super) enum AddError {
     Other(NmError),
 }
 
-/// Creates the sliver's account with `uid` (and a group of the same number when that gid is
-/// free) and `home` as its home (which the caller makes), or returns the one a crash left
+/// Creates the sliver's account with `uid` (and a user group with the same gid) and `home` as
+/// its home (which the caller makes), or returns the one a crash left
 /// behind if its home is `home`.
 pub(super) async fn add(name: &SliverName, home: &Path, uid: u32) -> Result<Account, AddError> {
     if let Some(existing) = lookup(name.as_str()).map_err(AddError::Other)? {
@@ -68,8 +68,12 @@ pub(super) async fn add(name: &SliverName, home: &Path, uid: u32) -> Result<Acco
         ))));
     }
     let uid_text = uid.to_string();
-    let gid_free = Group::from_gid(Gid::from_raw(uid)).is_ok_and(|g| g.is_none());
-    let mut args: Vec<&std::ffi::OsStr> = vec![
+    // The user group gets the uid's number too (GID_MIN = GID_MAX = uid), in the same useradd:
+    // files the sliver leaves are plainly its own in both columns. A taken gid fails like a
+    // taken uid (exit 4), and the caller tries the next uid.
+    let gid_min = format!("GID_MIN={uid}");
+    let gid_max = format!("GID_MAX={uid}");
+    let args: Vec<&std::ffi::OsStr> = vec![
         "--home-dir".as_ref(),
         home.as_os_str(),
         "--no-create-home".as_ref(),
@@ -77,33 +81,27 @@ pub(super) async fn add(name: &SliverName, home: &Path, uid: u32) -> Result<Acco
         "/bin/sh".as_ref(),
         "--uid".as_ref(),
         uid_text.as_ref(),
+        "--user-group".as_ref(),
+        "-K".as_ref(),
+        gid_min.as_ref(),
+        "-K".as_ref(),
+        gid_max.as_ref(),
         // Key-only logins: `*` matches no password, and unlike `!` sshd does not treat it as a
         // locked account.
         "--password".as_ref(),
         "*".as_ref(),
-        "--user-group".as_ref(),
+        // No subordinate uids: a block of them could overlap other slivers' uids, which
+        // newuidmap would then let this account map into a user namespace.
+        "-K".as_ref(),
+        "SUB_UID_COUNT=0".as_ref(),
+        "-K".as_ref(),
+        "SUB_GID_COUNT=0".as_ref(),
+        name.as_str().as_ref(),
     ];
-    let groupadd_args: Vec<&std::ffi::OsStr> =
-        vec!["--gid".as_ref(), uid_text.as_ref(), name.as_str().as_ref()];
-    if gid_free {
-        // The user group with the uid's number, so that files the sliver leaves are plainly
-        // its own in both columns. Best effort: useradd --user-group picks any free gid.
-        if run(name, "groupadd", &groupadd_args).await.is_ok() {
-            args.pop();
-            args.extend(["--gid".as_ref() as &std::ffi::OsStr, uid_text.as_ref()]);
-        }
-    }
-    args.push(name.as_str().as_ref());
     match run(name, "useradd", &args).await {
         Ok(()) => {}
-        Err(RunError::Exit(4, _)) => {
-            let _ = run(name, "groupdel", &[name.as_str().as_ref()]).await;
-            return Err(AddError::UidTaken);
-        }
-        Err(e) => {
-            let _ = run(name, "groupdel", &[name.as_str().as_ref()]).await;
-            return Err(AddError::Other(e.into_nm(name, "useradd")));
-        }
+        Err(RunError::Exit(4, _)) => return Err(AddError::UidTaken),
+        Err(e) => return Err(AddError::Other(e.into_nm(name, "useradd"))),
     }
     lookup(name.as_str())
         .map_err(AddError::Other)?
@@ -166,8 +164,8 @@ pub(super) async fn remove(name: &str, home: &Path) -> Result<(), NmError> {
     run(&sliver, "userdel", &[name.as_ref()])
         .await
         .map_err(|e| e.into_nm(&sliver, "userdel"))?;
-    // useradd made the group by hand when it could give it the uid's number; userdel removes
-    // a user group only when USERGROUPS_ENAB says so.
+    // userdel removes the user group only where login.defs has USERGROUPS_ENAB (Debian and
+    // Fedora do).
     if Group::from_name(name)
         .ok()
         .flatten()
@@ -270,7 +268,7 @@ impl RunError {
     }
 }
 
-/// Runs `useradd`, `userdel`, `groupadd` or `groupdel` (from /usr/sbin or /sbin when there,
+/// Runs `useradd`, `userdel` or `groupdel` (from /usr/sbin or /sbin when there,
 /// for a PATH without them). Another agent or admin holding the passwd lock (exit 1 or 10) is
 /// waited out for a few seconds.
 async fn run(name: &SliverName, tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), RunError> {
