@@ -66,6 +66,8 @@ async fn main() {
     let alice = w.client(&w.alice);
     let started = Instant::now();
     let mut last_cred = String::new();
+    // Each redeem's latency: DESIGN §10 holds the 1,000th to at most twice the 1st.
+    let mut redeems = Vec::new();
     for i in 0..slivers {
         let slice =
             w.h.create_gid(
@@ -86,10 +88,12 @@ async fn main() {
                 .unwrap()
                 .to_chain_string(ChainForm::Separator)
                 .unwrap();
+        let call = Instant::now();
         alice
             .call("redeem_ticket", vec![Value::from(ticket.as_str())])
             .await
             .unwrap();
+        redeems.push(call.elapsed());
         if i + 1 == slivers {
             last_cred =
                 w.h.issue_credential(
@@ -108,6 +112,27 @@ async fn main() {
         "redeemed {slivers} tickets in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let (Some(first), Some(last)) = (redeems.first(), redeems.last()) {
+        // Single calls are noisy: also the medians of the first and the last ten.
+        let median = |s: &[Duration]| {
+            let mut v = s.to_vec();
+            v.sort();
+            v[v.len() / 2]
+        };
+        let k = redeems.len().min(10);
+        let (head, tail) = (median(&redeems[..k]), median(&redeems[redeems.len() - k..]));
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "redeem of sliver 1: {:.2} ms, of sliver {slivers}: {:.2} ms ({:.2}x); medians of the \
+             first and last {k}: {:.2} ms, {:.2} ms ({:.2}x)",
+            ms(*first),
+            ms(*last),
+            ms(*last) / ms(*first),
+            ms(head),
+            ms(tail),
+            ms(tail) / ms(head)
+        );
+    }
     println!("node RSS with {slivers} slivers: {} KiB", rss_kib(pid));
 
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -152,19 +152,30 @@ pub(crate) struct LimitsSection {
     pub(crate) body_timeout_secs: u64,
 }
 
+/// `[node.local]`: how the local backend isolates slivers (`nm_bridge::local`; checked into its
+/// options by `node::config`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LocalSection {
-    /// Make a Unix account per sliver (`useradd`); needs root.
-    pub(crate) manage_accounts: bool,
-    pub(crate) stop_grace_secs: u64,
-    /// The account initscripts run as when accounts are not managed and the agent is root. A
-    /// ticket must not buy root on the node, so this is never the agent itself unless
-    /// `danger_run_as_agent` says so.
+    /// A Unix account per sliver (`useradd`); needs root. Unset: on for a root agent (unless
+    /// `danger_shared_uid`), off otherwise.
+    pub(crate) manage_accounts: Option<bool>,
+    /// The uids sliver accounts get, far from the host's own.
+    pub(crate) uid_min: u32,
+    pub(crate) uid_max: u32,
+    /// Run every sliver as the one account `run_as` instead of an account each: slivers can
+    /// then read, write and signal each other's everything. For test rigs only.
+    pub(crate) danger_shared_uid: bool,
+    /// The shared account under `danger_shared_uid`; never root.
     pub(crate) run_as: String,
-    /// Run initscripts as the agent's own user (root on a real node) when accounts are not
-    /// managed. For test rigs only.
-    pub(crate) danger_run_as_agent: bool,
+    pub(crate) stop_grace_secs: u64,
+    /// A cgroup per sliver where a hierarchy is writable.
+    pub(crate) cgroups: bool,
+    /// Where sliver cgroups go, inside each hierarchy; unset: the agent's own cgroup (under
+    /// systemd, the unit's delegated subtree).
+    pub(crate) cgroup_root: Option<PathBuf>,
+    /// `pids.max` of a sliver whose rspec has no `nproc_hard`; 0: no limit.
+    pub(crate) pids_max: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,11 +280,17 @@ impl Default for LimitsSection {
 
 impl Default for LocalSection {
     fn default() -> Self {
+        let uids = nm_bridge::local::DEFAULT_UIDS;
         Self {
-            manage_accounts: false,
-            stop_grace_secs: 5,
+            manage_accounts: None,
+            uid_min: *uids.start(),
+            uid_max: *uids.end(),
+            danger_shared_uid: false,
             run_as: "nobody".into(),
-            danger_run_as_agent: false,
+            stop_grace_secs: 5,
+            cgroups: true,
+            cgroup_root: None,
+            pids_max: 4096,
         }
     }
 }

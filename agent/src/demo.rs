@@ -297,10 +297,11 @@ impl Demo {
             &self.p("node/node.pkey.pub"),
         ])?;
         // Its own configuration, so that this machine's /etc/geni-agent/agent.toml plays no part;
-        // slivers stop quickly.
+        // slivers stop quickly. One shared account rather than a Unix account per sliver: the
+        // demo's sliver outlives the demo, and its account would stay in the host's passwd.
         fs::write(
             self.path("node/agent.toml"),
-            "[node.local]\nstop_grace_secs = 2\n",
+            "[node.local]\nstop_grace_secs = 2\ndanger_shared_uid = true\n",
         )
         .context("writing the node's configuration")?;
         Ok(())

@@ -2,8 +2,9 @@
 //!
 //! This crate owns the [`SliverManager`] trait (create, start, stop, reset, destroy, list,
 //! status), the NodeManager-shaped [`SliverRecord`] with NodeManager's rspec defaults, and two
-//! backends: [`local`], the built-in default, where a sliver is a directory, optionally a Unix
-//! account, and a supervised process group with the rspec's limits; and [`nodemanager`], which
+//! backends: [`local`], the built-in default, where a sliver is a private home, its own Unix
+//! account (on a root agent), and its initscript in its own session and cgroup with the rspec's
+//! limits; and [`nodemanager`], which
 //! drives a real PlanetLab NodeManager over its XML-RPC Unix socket with the caller-uid rules NM
 //! enforces. Authentication happens before anything reaches this crate: callers hand it records
 //! built from verified tickets and sliver names taken from verified credentials.

@@ -119,7 +119,7 @@ pub fn node_files(h: &Hierarchy, node: &Principal, dir: &Path, backend: &str, ex
     write(
         &dir.join("agent.toml"),
         &format!(
-            "[node]\nbackend = \"{backend}\"\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n{extra}",
+            "[node]\nbackend = \"{backend}\"\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n# Tests run in parallel with the same sliver names: one shared account, not one each.\ndanger_shared_uid = true\n{extra}",
             rebooted.display()
         ),
     );

@@ -15,7 +15,7 @@ use clap::Args;
 use geni_rpc::{Server, ServerOptions, TlsIdentity};
 use geni_trust::{Credential, Gid, Keypair, Policy, RightList, TrustedRoots, Verifier};
 use nm_bridge::SliverManager;
-use nm_bridge::local::{self, LocalManager, LocalOptions};
+use nm_bridge::local::LocalManager;
 use nm_bridge::nodemanager::{NodeManagerBackend, NodeManagerOptions};
 
 use super::config::NodeConfig;
@@ -273,19 +273,13 @@ async fn open_backend(c: &config::NodeSection) -> anyhow::Result<Arc<dyn SliverM
         drop(backend.spawn_reconcile());
         return Ok(backend);
     }
-    let l = &c.local;
-    let run_as = if l.danger_run_as_agent {
-        tracing::warn!("node.local.danger_run_as_agent: initscripts run as the agent's own user");
-        None
-    } else {
-        Some(local::account_ids(&l.run_as).context("node.local.run_as")?)
-    };
-    let local = LocalManager::open(LocalOptions {
-        state_dir: c.state_dir.clone(),
-        manage_accounts: l.manage_accounts,
-        stop_grace: Duration::from_secs(l.stop_grace_secs),
-        run_as,
-    })
-    .await?;
+    let (options, warnings) = c
+        .local
+        .options(&c.state_dir, nix::unistd::geteuid().is_root())?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let local = LocalManager::open(options).await?;
+    tracing::info!(isolation = %local.isolation(), "Local backend open");
     Ok(Arc::new(local))
 }

@@ -136,7 +136,7 @@ impl Federation {
         ]);
         fs::write(
             f.path("node/agent.toml"),
-            "[node.local]\nstop_grace_secs = 1\n",
+            "[node.local]\nstop_grace_secs = 1\ndanger_shared_uid = true\n",
         )
         .unwrap();
 

@@ -13,6 +13,7 @@ mod genicli_plc;
 mod node;
 mod node_authz;
 mod node_crash;
+mod node_local;
 mod node_nodemanager;
 mod node_ops;
 mod plc;

@@ -384,7 +384,7 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     write(
         &w.path("agent.toml"),
         &format!(
-            "[node]\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\n",
+            "[node]\nreboot_command = [\"touch\", \"{}\"]\n[node.local]\nstop_grace_secs = 1\ndanger_shared_uid = true\n",
             moved.display()
         ),
     );

@@ -176,7 +176,11 @@ fn start_node(plc: &Plc, key: &Keypair, gid: Gid) -> NodeProcess {
         cred.to_chain_string(ChainForm::Separator).unwrap(),
     )
     .unwrap();
-    std::fs::write(plc.path("node.toml"), "[node.local]\nstop_grace_secs = 1\n").unwrap();
+    std::fs::write(
+        plc.path("node.toml"),
+        "[node.local]\nstop_grace_secs = 1\ndanger_shared_uid = true\n",
+    )
+    .unwrap();
     let mut child = Command::new(bin())
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
         .arg(plc.path("node.toml"))

@@ -1,14 +1,16 @@
 //! A sliver's home directory, `<state_dir>/slivers/<name>/`, and the files the agent keeps in it.
 //!
 //! ```text
-//! <name>/                  0755: the account's home and the initscript's working directory
+//! <name>/                  0700: the account's home and the initscript's working directory
 //!   .ssh/                  0700
 //!   .ssh/authorized_keys   0600: the ticket's keys, one per line
-//!   initscript             0755: the record's initscript body
+//!   initscript             0700: the record's initscript body
 //!   initscript.log         its stdout and stderr, appended (opened by the initscript's wrapper)
 //! ```
 //!
-//! Everything belongs to the sliver's uid, so a sliver may rename, replace or symlink anything
+//! Private: with one uid per sliver, no other sliver can list, read or write any of it (the
+//! slivers directory above is 0711, root's). Everything belongs to the sliver's uid, so a
+//! sliver may rename, replace or symlink anything
 //! in its home. The agent, often root, therefore never follows a path inside a home: it opens
 //! the home (whose parent is the agent's) without following symlinks and does every further
 //! step relative to that directory descriptor (`mkdirat`, `openat` with `O_NOFOLLOW`, `renameat`),
@@ -61,14 +63,14 @@ impl Home {
             keys.push('\n');
         }
         let at = |what: &str, e: io::Error| NmError::io(self.dir.join(what), e);
-        match DirBuilder::new().mode(0o755).create(&self.dir) {
+        match DirBuilder::new().mode(0o700).create(&self.dir) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                 return Err(NmError::io(&self.dir, e));
             }
             _ => {}
         }
         let home = open(&self.dir, dir_flags(), Mode::empty()).map_err(|e| at("", e.into()))?;
-        set_meta(&home, 0o755, owner).map_err(|e| at("", e))?;
+        set_meta(&home, 0o700, owner).map_err(|e| at("", e))?;
         let ssh = dir_at(&home, ".ssh", 0o700, owner).map_err(|e| at(".ssh", e))?;
         file_at(&ssh, "authorized_keys", keys.as_bytes(), 0o600, owner)
             .map_err(|e| at(".ssh/authorized_keys", e))?;
@@ -76,7 +78,7 @@ impl Home {
             &home,
             "initscript",
             record.initscript.as_bytes(),
-            0o755,
+            0o700,
             owner,
         )
         .map_err(|e| at("initscript", e))
@@ -228,10 +230,10 @@ mod tests {
         let mut record = record();
         home.write(&record, None).unwrap();
         let meta = |p: &str| fs::symlink_metadata(home.dir.join(p)).unwrap();
-        assert_eq!(meta("").mode() & 0o7777, 0o755);
+        assert_eq!(meta("").mode() & 0o7777, 0o700);
         assert_eq!(meta(".ssh").mode() & 0o7777, 0o700);
         assert_eq!(meta(".ssh/authorized_keys").mode() & 0o7777, 0o600);
-        assert_eq!(meta("initscript").mode() & 0o7777, 0o755);
+        assert_eq!(meta("initscript").mode() & 0o7777, 0o700);
         let keys = home.dir.join(".ssh/authorized_keys");
         assert_eq!(fs::read_to_string(&keys).unwrap(), "k1\nk2\n");
         let inode = meta("initscript").ino();

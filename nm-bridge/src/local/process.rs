@@ -1,5 +1,7 @@
 //! A sliver's processes: identifying a process by pid *and* start time, spawning the initscript
-//! as its own process group under the rspec's limits, and ending that group.
+//! in its own session (and so its own process group) under the rspec's limits, and ending that
+//! group. Processes that leave the group (`setsid` daemons) are the cgroup's and the uid kill's
+//! business (`cgroup`, `account`).
 //!
 //! A pid alone does not name a process across an agent restart (pids are recycled), so every
 //! process this backend records is a [`ProcId`]: the pid plus field 22 of `/proc/<pid>/stat`
@@ -21,7 +23,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
@@ -97,6 +99,13 @@ impl ProcId {
         let pgid = i32::try_from(self.pid).map_err(|_| format!("pid {} out of range", self.pid))?;
         match killpg(Pid::from_raw(pgid), signal) {
             Ok(()) => Ok(true),
+            // Just started: the wrapper has not made its session yet, and so has no children
+            // either (it execs all the way to the initscript). The process itself is the lot.
+            Err(Errno::ESRCH) if self.is_alive() => match kill(Pid::from_raw(pgid), signal) {
+                Ok(()) => Ok(true),
+                Err(Errno::ESRCH) => Ok(false),
+                Err(e) => Err(format!("cannot send {signal} to process {pgid}: {e}")),
+            },
             Err(Errno::ESRCH) => Ok(false),
             Err(e) => Err(format!("cannot send {signal} to process group {pgid}: {e}")),
         }
@@ -254,20 +263,23 @@ pub(super) struct Started {
 /// The wrapper: `$0` is the initscript, `$1` the sliver name. It runs nothing unless the first
 /// line on stdin is `go` (EOF means the agent died before recording the process). It opens the
 /// log itself, as the sliver's uid: the agent never opens a file in a home the sliver controls.
-/// The initscript gets NodeManager's vinit arguments, `start <name>`.
+/// It then becomes a session leader with `setsid` (which does not fork, since the wrapper is
+/// not a group leader: the pid stays the recorded one, and is now also the session and group
+/// id), leaving the agent's session and controlling terminal. The initscript gets
+/// NodeManager's vinit arguments, `start <name>`.
 fn wrapper(limits: &Limits) -> String {
     format!(
         "IFS= read -r go || exit 125\n\
          [ \"$go\" = go ] || exit 125\n\
          exec </dev/null >>initscript.log 2>&1\n\
          {}\
-         exec \"$0\" start \"$1\"\n",
+         exec setsid \"$0\" start \"$1\"\n",
         limits.shell()
     )
 }
 
-/// Spawns the wrapper in a new process group (its pid is the group id), in the sliver's home,
-/// with a clean environment.
+/// Spawns the wrapper (which makes itself a session and group leader before running the
+/// initscript), in the sliver's home, with a clean environment.
 pub(super) fn spawn(l: &Launch<'_>) -> Result<Started, String> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -289,7 +301,6 @@ pub(super) fn spawn(l: &Launch<'_>) -> Result<Started, String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .kill_on_drop(false);
     if let Some((uid, gid)) = l.ids {
         // std also drops supplementary groups when the parent is root.

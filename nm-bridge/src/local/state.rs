@@ -1,16 +1,21 @@
-//! The state file `<state_dir>/local-state.json`: every sliver's record, state, process
-//! identity, uid and gid, as one JSON document that is replaced crash-safely on every change.
+//! The per-sliver state files `<state_dir>/state/<name>.json`: one small JSON document per sliver
+//! (record, state, process identity, uid and gid), each replaced crash-safely on every change
+//! of that sliver, so that an operation costs O(1) in the number of slivers. The uid counter
+//! (`<state_dir>/uid-next`) lives beside them.
 //!
-//! [`write_atomic`] is the only way the file is written: temp file, fsync, rename over the old
-//! file, fsync of the directory. After a crash the file is the old or the new version, never a
+//! [`write_atomic`] is the only way a file is written: temp file, fsync, rename over the old
+//! file, fsync of the directory. After a crash a file is the old or the new version, never a
 //! mixture; a leftover temp file is a write that was never acknowledged and is removed at open.
-//! [`Slivers::commit`] changes memory only after the disk has the change, so what callers see
-//! is always what a restart would load. [`lock_state_dir`] keeps a second agent off the file.
+//! Removing a sliver unlinks its file and fsyncs the directory. [`Slivers::commit`] changes
+//! memory only after the disk has the change, so what callers see is always what a restart
+//! would load. [`lock_state_dir`] keeps a second agent off the directory. The single
+//! `local-state.json` of earlier versions is split into per-sliver files at the first open and
+//! then removed.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,9 +25,12 @@ use serde::{Deserialize, Serialize};
 use super::process::ProcId;
 use crate::{NmError, Rspec, SliverName, SliverRecord, SliverState};
 
-pub(super) const STATE_FILE: &str = "local-state.json";
+/// The directory of per-sliver state files, in the state directory.
+pub(super) const STATE_DIR: &str = "state";
+const V1_FILE: &str = "local-state.json";
+const UID_FILE: &str = "uid-next";
 const LOCK_FILE: &str = "local.lock";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// One sliver as the manager knows it.
 #[derive(Debug, Clone)]
@@ -43,9 +51,10 @@ pub(super) struct Sliver {
 #[derive(Debug)]
 pub(super) struct Slivers {
     pub(super) map: BTreeMap<SliverName, Sliver>,
-    path: PathBuf,
-    /// This boot's id (`/proc/sys/kernel/random/boot_id`), written with the state: start times
-    /// count from boot, so a process recorded in another boot is never this boot's process.
+    /// `<state_dir>/state`: one `<name>.json` per sliver.
+    dir: PathBuf,
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`), written with each sliver: start
+    /// times count from boot, so a process recorded in another boot is never this boot's.
     boot_id: String,
 }
 
@@ -56,53 +65,125 @@ fn boot_id() -> String {
 }
 
 impl Slivers {
-    /// Loads `path` (no file: no slivers), after removing a temp file a crash left behind.
-    pub(super) fn load(path: PathBuf) -> Result<Self, NmError> {
-        Self::load_in_boot(path, boot_id())
+    /// Loads every `<state_dir>/state/*.json` (none: no slivers), after removing temp files a
+    /// crash left behind and migrating a version-1 `local-state.json`.
+    pub(super) fn load(state_dir: &Path) -> Result<Self, NmError> {
+        Self::load_in_boot(state_dir, boot_id())
     }
 
-    fn load_in_boot(path: PathBuf, boot_id: String) -> Result<Self, NmError> {
-        let tmp = temp_path(&path);
-        match fs::remove_file(&tmp) {
-            Ok(()) => tracing::info!(path = %tmp.display(), "Removed an unfinished state write"),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(NmError::io(tmp, e)),
-        }
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Self {
-                    map: BTreeMap::new(),
-                    path,
-                    boot_id,
-                });
+    fn load_in_boot(state_dir: &Path, boot_id: String) -> Result<Self, NmError> {
+        let dir = state_dir.join(STATE_DIR);
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(NmError::io(&dir, e));
             }
-            Err(e) => return Err(NmError::io(path, e)),
+            _ => {}
+        }
+        let mut slivers = Self {
+            map: BTreeMap::new(),
+            dir,
+            boot_id,
         };
-        let invalid =
-            |what: String| NmError::io(&path, io::Error::new(io::ErrorKind::InvalidData, what));
-        let file: StoredFile = serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(format!("not a valid state file: {e}")))?;
-        if file.version != VERSION {
-            return Err(invalid(format!(
-                "state file version {} (this agent reads {VERSION})",
-                file.version
-            )));
-        }
-        let rebooted = file.boot_id != boot_id;
-        let mut map = BTreeMap::new();
-        for (name, stored) in file.slivers {
-            let mut sliver = stored
-                .into_sliver(&name)
-                .map_err(|e| invalid(format!("sliver {name}: {e}")))?;
-            if rebooted {
-                // Every recorded process died with the previous boot; its pid and start time
-                // may match an unrelated process of this one.
-                sliver.proc = None;
+        let entries = fs::read_dir(&slivers.dir).map_err(|e| NmError::io(&slivers.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| NmError::io(&slivers.dir, e))?;
+            let path = entry.path();
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.ends_with(".tmp") {
+                fs::remove_file(&path).map_err(|e| NmError::io(&path, e))?;
+                tracing::info!(path = %path.display(), "Removed an unfinished state write");
+                continue;
             }
-            map.insert(sliver.record.name.clone(), sliver);
+            let Some(stem) = file_name.strip_suffix(".json") else {
+                continue;
+            };
+            let bytes = fs::read(&path).map_err(|e| NmError::io(&path, e))?;
+            let file: StoredFile = serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(&path, format!("not a valid sliver state file: {e}")))?;
+            if file.version != VERSION {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "sliver state file version {} (this agent reads {VERSION})",
+                        file.version
+                    ),
+                ));
+            }
+            let rebooted = file.boot_id != slivers.boot_id;
+            slivers.insert_loaded(stem, file.sliver, rebooted, &path)?;
         }
-        Ok(Self { map, path, boot_id })
+        slivers.migrate_v1(&state_dir.join(V1_FILE))?;
+        Ok(slivers)
+    }
+
+    fn insert_loaded(
+        &mut self,
+        name: &str,
+        stored: StoredSliver,
+        rebooted: bool,
+        path: &Path,
+    ) -> Result<(), NmError> {
+        let mut sliver = stored
+            .into_sliver(name)
+            .map_err(|e| invalid(path, format!("sliver {name}: {e}")))?;
+        if rebooted {
+            // Every recorded process died with the previous boot; its pid and start time
+            // may match an unrelated process of this one.
+            sliver.proc = None;
+        }
+        self.map.insert(sliver.record.name.clone(), sliver);
+        Ok(())
+    }
+
+    /// Splits the one state file of version 1 into per-sliver files, then removes it. A crash
+    /// half-way leaves the old file, and the next open does it again.
+    fn migrate_v1(&mut self, v1: &Path) -> Result<(), NmError> {
+        let _ = fs::remove_file(temp_path(v1));
+        let bytes = match fs::read(v1) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(NmError::io(v1, e)),
+        };
+        let file: StoredFileV1 = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(v1, format!("not a valid state file: {e}")))?;
+        if file.version != 1 {
+            return Err(invalid(
+                v1,
+                format!("state file version {} (this agent reads 1)", file.version),
+            ));
+        }
+        let rebooted = file.boot_id != self.boot_id;
+        for (name, stored) in file.slivers {
+            self.insert_loaded(&name, stored, rebooted, v1)?;
+        }
+        for (name, sliver) in &self.map {
+            self.write(name, sliver)?;
+        }
+        fs::remove_file(v1).map_err(|e| NmError::io(v1, e))?;
+        sync_dir(v1.parent().unwrap_or(Path::new(".")))?;
+        tracing::info!(
+            slivers = self.map.len(),
+            "Split local-state.json into per-sliver state files"
+        );
+        Ok(())
+    }
+
+    fn path(&self, name: &SliverName) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    fn write(&self, name: &SliverName, sliver: &Sliver) -> Result<(), NmError> {
+        let file = StoredFile {
+            version: VERSION,
+            boot_id: self.boot_id.clone(),
+            sliver: StoredSliver::from(sliver),
+        };
+        let path = self.path(name);
+        let mut bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| NmError::io(&path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes)
     }
 
     /// Sets (`Some`) or removes (`None`) one sliver, on disk first: when the write fails,
@@ -112,18 +193,17 @@ impl Slivers {
         name: &SliverName,
         value: Option<Sliver>,
     ) -> Result<(), NmError> {
-        let old = match value {
-            Some(v) => self.map.insert(name.clone(), v),
-            None => self.map.remove(name),
+        let result = match &value {
+            Some(v) => self.write(name, v),
+            None => {
+                let path = self.path(name);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NmError::io(&path, e)),
+                    _ => sync_dir(&self.dir),
+                }
+            }
         };
-        let result = self
-            .encode()
-            .and_then(|bytes| write_atomic(&self.path, &bytes));
         if let Err(e) = result {
-            match old {
-                Some(o) => self.map.insert(name.clone(), o),
-                None => self.map.remove(name),
-            };
             return Err(match e {
                 NmError::Io { path, error } => NmError::io(
                     path,
@@ -135,30 +215,43 @@ impl Slivers {
                 other => other,
             });
         }
+        match value {
+            Some(v) => self.map.insert(name.clone(), v),
+            None => self.map.remove(name),
+        };
         Ok(())
     }
+}
 
-    fn encode(&self) -> Result<Vec<u8>, NmError> {
-        let file = StoredFile {
-            version: VERSION,
-            boot_id: self.boot_id.clone(),
-            slivers: self
-                .map
-                .iter()
-                .map(|(n, s)| (n.as_str().to_owned(), StoredSliver::from(s)))
-                .collect(),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&file)
-            .map_err(|e| NmError::io(&self.path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        bytes.push(b'\n');
-        Ok(bytes)
-    }
+fn invalid(path: &Path, what: String) -> NmError {
+    NmError::io(path, io::Error::new(io::ErrorKind::InvalidData, what))
+}
+
+/// The uid counter `<state_dir>/uid-next`: the next uid to try when a sliver gets an account,
+/// so that uids go round the whole range before one comes back (a freed uid is the last to be
+/// reused, not the first). Missing or unreadable: None (start at the range's beginning).
+pub(super) fn read_next_uid(state_dir: &Path) -> Option<u32> {
+    fs::read_to_string(state_dir.join(UID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub(super) fn write_next_uid(state_dir: &Path, uid: u32) -> Result<(), NmError> {
+    write_atomic(&state_dir.join(UID_FILE), format!("{uid}\n").as_bytes())
 }
 
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), NmError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| NmError::io(dir, e))
 }
 
 /// Replaces `path` with `bytes` so that a crash at any point leaves the old or the new content:
@@ -188,9 +281,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NmError> {
         let _ = fs::remove_file(&tmp);
         return Err(NmError::io(path, e));
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| NmError::io(dir, e))
+    sync_dir(dir)
 }
 
 /// Takes the state directory's lock, waiting up to 5 s for a previous agent to finish exiting
@@ -220,8 +311,18 @@ pub(super) async fn lock_state_dir(state_dir: &Path) -> Result<File, NmError> {
 
 // === the JSON shape ===
 
+/// `state/<name>.json`.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredFile {
+    version: u32,
+    #[serde(default)]
+    boot_id: String,
+    sliver: StoredSliver,
+}
+
+/// Version 1's `local-state.json`, read once to migrate it.
+#[derive(Debug, Deserialize)]
+struct StoredFileV1 {
     version: u32,
     #[serde(default)]
     boot_id: String,
@@ -396,41 +497,46 @@ mod tests {
         }
     }
 
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn commit_then_load_gives_the_same_slivers_and_leaves_no_temp_file() {
+    fn commit_then_load_gives_the_same_slivers_one_file_each() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        let mut s = Slivers::load(path.clone()).unwrap();
+        let mut s = Slivers::load(dir.path()).unwrap();
         let one = sliver();
         let name = one.record.name.clone();
         s.commit(&name, Some(one.clone())).unwrap();
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, [STATE_FILE]);
-        let back = Slivers::load(path.clone()).unwrap();
+        let mut two = sliver();
+        two.record.name = SliverName::parse("pl_other").unwrap();
+        s.commit(&two.record.name.clone(), Some(two)).unwrap();
+        let state = dir.path().join(STATE_DIR);
+        assert_eq!(files(&state), ["pl_other.json", "pl_state.json"]);
+        let back = Slivers::load(dir.path()).unwrap();
         let got = &back.map[&name];
         assert_eq!(got.record, one.record);
         assert_eq!(got.state, one.state);
         assert_eq!(got.proc, one.proc);
         assert_eq!((got.uid, got.gid, got.account), (1000, 1001, true));
         s.commit(&name, None).unwrap();
-        assert!(Slivers::load(path).unwrap().map.is_empty());
+        assert_eq!(files(&state), ["pl_other.json"]);
+        assert_eq!(Slivers::load(dir.path()).unwrap().map.len(), 1);
     }
 
     #[test]
     fn a_failed_write_keeps_memory_unchanged_and_names_the_sliver() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory where the state file should be: rename over it fails.
-        let path = dir.path().join(STATE_FILE);
+        let mut s = Slivers::load(dir.path()).unwrap();
+        // A directory where the sliver's file should be: rename over it fails.
+        let path = dir.path().join(STATE_DIR).join("pl_state.json");
         fs::create_dir(&path).unwrap();
         fs::write(path.join("x"), "x").unwrap();
-        let mut s = Slivers {
-            map: BTreeMap::new(),
-            path,
-            boot_id: boot_id(),
-        };
         let one = sliver();
         let e = s
             .commit(&one.record.name.clone(), Some(one))
@@ -438,20 +544,24 @@ mod tests {
             .to_string();
         assert!(e.contains("pl_state"), "{e}");
         assert!(s.map.is_empty());
-        assert!(!dir.path().join("local-state.json.tmp").exists());
+        assert!(
+            !dir.path()
+                .join(STATE_DIR)
+                .join("pl_state.json.tmp")
+                .exists()
+        );
     }
 
     #[test]
     fn processes_recorded_in_another_boot_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        let mut s = Slivers::load_in_boot(path.clone(), "boot-a".into()).unwrap();
+        let mut s = Slivers::load_in_boot(dir.path(), "boot-a".into()).unwrap();
         let one = sliver();
         let name = one.record.name.clone();
         s.commit(&name, Some(one)).unwrap();
-        let same = Slivers::load_in_boot(path.clone(), "boot-a".into()).unwrap();
+        let same = Slivers::load_in_boot(dir.path(), "boot-a".into()).unwrap();
         assert!(same.map[&name].proc.is_some());
-        let after_reboot = Slivers::load_in_boot(path, "boot-b".into()).unwrap();
+        let after_reboot = Slivers::load_in_boot(dir.path(), "boot-b".into()).unwrap();
         assert_eq!(after_reboot.map[&name].proc, None);
         assert_eq!(after_reboot.map[&name].state, SliverState::Running);
     }
@@ -459,20 +569,49 @@ mod tests {
     #[test]
     fn a_leftover_temp_file_is_removed_and_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        write_atomic(&path, br#"{"version":1,"slivers":{}}"#).unwrap();
-        fs::write(temp_path(&path), b"{\"version\":1,\"sli").unwrap();
-        let s = Slivers::load(path.clone()).unwrap();
+        let state = dir.path().join(STATE_DIR);
+        fs::create_dir(&state).unwrap();
+        fs::write(state.join("pl_x.json.tmp"), b"{\"version\":2,\"sli").unwrap();
+        let s = Slivers::load(dir.path()).unwrap();
         assert!(s.map.is_empty());
-        assert!(!temp_path(&path).exists());
+        assert!(files(&state).is_empty());
     }
 
     #[test]
     fn a_corrupt_state_file_is_an_error_not_an_empty_node() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        fs::write(&path, b"{not json").unwrap();
-        let e = Slivers::load(path).unwrap_err().to_string();
-        assert!(e.contains("not a valid state file"), "{e}");
+        let state = dir.path().join(STATE_DIR);
+        fs::create_dir(&state).unwrap();
+        fs::write(state.join("pl_x.json"), b"{not json").unwrap();
+        let e = Slivers::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a valid sliver state file"), "{e}");
+    }
+
+    /// The one file of version 1 becomes one file per sliver, and is gone.
+    #[test]
+    fn a_version_1_state_file_is_split_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = sliver();
+        let v1 = serde_json::json!({
+            "version": 1,
+            "boot_id": boot_id(),
+            "slivers": { "pl_state": StoredSliver::from(&one) },
+        });
+        fs::write(dir.path().join(V1_FILE), v1.to_string()).unwrap();
+        let s = Slivers::load(dir.path()).unwrap();
+        assert_eq!(s.map[&one.record.name].record, one.record);
+        assert_eq!(s.map[&one.record.name].proc, one.proc);
+        assert!(!dir.path().join(V1_FILE).exists());
+        assert_eq!(files(&dir.path().join(STATE_DIR)), ["pl_state.json"]);
+        let again = Slivers::load(dir.path()).unwrap();
+        assert_eq!(again.map[&one.record.name].record, one.record);
+    }
+
+    #[test]
+    fn the_uid_counter_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_next_uid(dir.path()), None);
+        write_next_uid(dir.path(), 600_123).unwrap();
+        assert_eq!(read_next_uid(dir.path()), Some(600_123));
     }
 }
