@@ -88,3 +88,90 @@ async fn node_backend_failures_reach_the_peer_without_paths() {
     );
     assert_internal_and_clean(code, &msg, w.dir.path());
 }
+
+/// A remove that fails half-way changes nothing: the record is deleted before its PLC object
+/// and put back when PLC refuses; when the store refuses, PLC was not touched. The peer gets
+/// the clean fault either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_plc_refuses_leaves_the_record_and_the_plc_object() {
+    let Some(plc) = Plc::new(Db::Sqlite).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let user_cred = plc.self_credential(&plc.alice).await;
+    let sa_cred = alice
+        .call(
+            "get_credential",
+            vec![
+                Value::from(user_cred.as_str()),
+                Value::from("sa"),
+                Value::from("planetlab.us.pl"),
+            ],
+        )
+        .await
+        .unwrap();
+    let sa_cred = sa_cred.as_str().unwrap();
+    let resolve_bob = || {
+        alice.call(
+            "resolve",
+            vec![Value::from(sa_cred), Value::from(plc.bob.hrn.as_str())],
+        )
+    };
+    let before = resolve_bob().await.unwrap();
+    sql(
+        &plc,
+        "CREATE TRIGGER keep_persons BEFORE DELETE ON plc_persons \
+         BEGIN SELECT RAISE(FAIL, 'refused by a test trigger'); END",
+    )
+    .await;
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "remove",
+                vec![
+                    Value::from(sa_cred),
+                    Value::from("user"),
+                    Value::from(plc.bob.hrn.as_str()),
+                ],
+            )
+            .await,
+    );
+    assert_internal_and_clean(code, &msg, plc.dir.path());
+    // The record is back, with its PLC person, exactly as before.
+    assert_eq!(resolve_bob().await.unwrap(), before);
+    sql(&plc, "DROP TRIGGER keep_persons").await;
+    // The store refusing: the PLC person must not have gone first.
+    sql(
+        &plc,
+        "CREATE TRIGGER keep_records BEFORE DELETE ON registry_records \
+         BEGIN SELECT RAISE(FAIL, 'refused by a test trigger'); END",
+    )
+    .await;
+    let (code, msg) = fault_code(
+        alice
+            .call(
+                "remove",
+                vec![
+                    Value::from(sa_cred),
+                    Value::from("user"),
+                    Value::from(plc.bob.hrn.as_str()),
+                ],
+            )
+            .await,
+    );
+    assert_internal_and_clean(code, &msg, plc.dir.path());
+    assert_eq!(resolve_bob().await.unwrap(), before);
+    sql(&plc, "DROP TRIGGER keep_records").await;
+    alice
+        .call(
+            "remove",
+            vec![
+                Value::from(sa_cred),
+                Value::from("user"),
+                Value::from(plc.bob.hrn.as_str()),
+            ],
+        )
+        .await
+        .unwrap();
+    plc.finish().await;
+}
