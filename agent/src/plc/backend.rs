@@ -195,6 +195,12 @@ pub(crate) trait PlcBackend: Send + Sync {
         person_id: i64,
         slice_id: i64,
     ) -> impl Future<Output = PlcResult<()>> + Send;
+    /// PLCAPI `DeletePersonFromSlice`: the undo of [`PlcBackend::add_person_to_slice`].
+    fn delete_person_from_slice(
+        &self,
+        person_id: i64,
+        slice_id: i64,
+    ) -> impl Future<Output = PlcResult<()>> + Send;
     /// Sets (adds or replaces) a slice attribute; `node_id` makes it node-specific.
     fn set_slice_attribute(
         &self,

@@ -765,6 +765,16 @@ impl PlcBackend for Embedded {
         tx.commit().await.map_err(unavailable)
     }
 
+    async fn delete_person_from_slice(&self, person_id: i64, slice_id: i64) -> PlcResult<()> {
+        sqlx::query("DELETE FROM plc_slice_persons WHERE slice_id = $1 AND person_id = $2")
+            .bind(slice_id)
+            .bind(person_id)
+            .execute(self.db.pool())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn delete_person(&self, id: i64) -> PlcResult<()> {
         let mut tx = self.db.pool().begin().await.map_err(unavailable)?;
         require_row(&mut tx, PERSON_EXISTS, id, "person").await?;

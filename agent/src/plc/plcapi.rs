@@ -578,6 +578,15 @@ impl PlcBackend for PlcApiBackend {
             .await
     }
 
+    async fn delete_person_from_slice(&self, person_id: i64, slice_id: i64) -> PlcResult<()> {
+        let subjects = [
+            ("account", format!("person {person_id}")),
+            ("slice", format!("slice {slice_id}")),
+        ];
+        let params = vec![Value::Int(person_id), Value::Int(slice_id)];
+        self.done("DeletePersonFromSlice", params, &subjects).await
+    }
+
     async fn delete_person(&self, id: i64) -> PlcResult<()> {
         let subjects = [("account", format!("person {id}"))];
         self.done("DeletePerson", vec![Value::Int(id)], &subjects)

@@ -6,12 +6,14 @@
 //! resolved record can be sent back as is). From `geni_info`: a user's `email`, a node's `dns`
 //! and a slice's `researcher` list (researchers are added; PLCAPI's interface here has no
 //! removal). A new GID must verify and name the record; an authority's GID is its hierarchy's and
-//! cannot change. Returns nil, as 2008 did.
+//! cannot change. Everything is checked before anything changes, and when a write fails the
+//! earlier ones are undone (fields put back, added researchers taken off), so a failed update
+//! leaves PLC and the store as they were. Returns nil, as 2008 did.
 
 use std::sync::Arc;
 
 use geni_rpc::{CallContext, RpcError};
-use geni_trust::{Operation, RecordType};
+use geni_trust::{Hrn, Operation, RecordType};
 use geni_xmlrpc::{Struct, Value};
 
 use super::backend::{Lookup, PlcBackend};
@@ -73,7 +75,7 @@ pub(super) async fn call<B: PlcBackend>(
         .await?;
     let dict = RecordDict::parse("update", record)?;
     require_permission(&verified, &dict.name)?;
-    let mut stored = registry.record(&dict.name, dict.kind).await?;
+    let stored = registry.record(&dict.name, dict.kind).await?;
 
     // Everything is checked before anything changes.
     let allowed = match dict.kind {
@@ -143,25 +145,39 @@ pub(super) async fn call<B: PlcBackend>(
         )));
     }
 
-    let plc = &registry.plc;
-    if !fields.is_empty() {
-        let id = stored.pointer;
-        match dict.kind {
-            RecordType::User => plc.update_person(id, fields).await,
-            RecordType::Slice => plc.update_slice(id, fields).await,
-            RecordType::Sa | RecordType::Ma => plc.update_site(id, fields).await,
-            RecordType::Node => plc.update_node(id, fields).await,
+    // The writes, each undone if a later one fails: the PLC fields (put back to the values PLC
+    // had), the researchers this call added (taken off again), then the GID.
+    let id = stored.pointer;
+    let mut undo = Undo::default();
+    let outcome = async {
+        if !fields.is_empty() {
+            undo.fields = Some(current_values(&registry, dict.kind, id, &fields).await?);
+            update_fields(&registry, dict.kind, id, fields).await?;
         }
-        .map_err(plc_fault)?;
+        let already = if researchers.is_empty() {
+            Vec::new()
+        } else {
+            slice_persons(&registry, id).await?
+        };
+        for person in researchers.into_iter().filter(|p| !already.contains(p)) {
+            registry
+                .plc
+                .add_person_to_slice(person, id)
+                .await
+                .map_err(plc_fault)?;
+            undo.researchers.push(person);
+        }
+        if let Some(g) = new_gid {
+            let mut changed = stored.clone();
+            changed.gid = g;
+            registry.store.update(&changed).await.map_err(store_fault)?;
+        }
+        Ok::<(), RpcError>(())
     }
-    for person in researchers {
-        plc.add_person_to_slice(person, stored.pointer)
-            .await
-            .map_err(plc_fault)?;
-    }
-    if let Some(g) = new_gid {
-        stored.gid = g;
-        registry.store.update(&stored).await.map_err(store_fault)?;
+    .await;
+    if let Err(e) = outcome {
+        undo.run(&registry, dict.kind, id, &dict.name).await;
+        return Err(e);
     }
     tracing::info!(caller = %verified.caller().hrn(), hrn = %dict.name, kind = %dict.kind, "Record updated");
     Ok(Value::Nil)
@@ -219,4 +235,114 @@ fn same(given: &Value, current: Option<&Value>) -> bool {
         Some(c) => given == c || (as_int(given).is_some() && as_int(given) == as_int(c)),
         None => false,
     }
+}
+
+/// What a failed update puts back.
+#[derive(Debug, Default)]
+struct Undo {
+    /// The PLC values the changed fields had, and the names of those that had none (an optional
+    /// PLCAPI field never set cannot be unset again, so it is logged as left behind).
+    fields: Option<(Struct, Vec<String>)>,
+    /// The researchers this call added to the slice.
+    researchers: Vec<i64>,
+}
+
+impl Undo {
+    /// Newest first; a step that cannot be undone is logged with what it leaves behind.
+    async fn run<B: PlcBackend>(
+        self,
+        registry: &Registry<B>,
+        kind: RecordType,
+        id: i64,
+        hrn: &Hrn,
+    ) {
+        for person in self.researchers.into_iter().rev() {
+            if let Err(e) = registry.plc.delete_person_from_slice(person, id).await {
+                tracing::error!(%hrn, person, error = %e, "Update failed and a researcher it added stays on the slice");
+            }
+        }
+        let Some((old, unset)) = self.fields else {
+            return;
+        };
+        if !unset.is_empty() {
+            tracing::error!(%hrn, %kind, fields = ?unset, "Update failed and these PLC fields, unset before, keep their new values");
+        }
+        if !old.is_empty()
+            && let Err(e) = update_fields(registry, kind, id, old).await
+        {
+            tracing::error!(%hrn, %kind, error = %e, "Update failed and the PLC fields it changed could not be put back");
+        }
+    }
+}
+
+async fn update_fields<B: PlcBackend>(
+    registry: &Registry<B>,
+    kind: RecordType,
+    id: i64,
+    fields: Struct,
+) -> Result<(), RpcError> {
+    let plc = &registry.plc;
+    match kind {
+        RecordType::User => plc.update_person(id, fields).await,
+        RecordType::Slice => plc.update_slice(id, fields).await,
+        RecordType::Sa | RecordType::Ma => plc.update_site(id, fields).await,
+        RecordType::Node => plc.update_node(id, fields).await,
+    }
+    .map_err(plc_fault)
+}
+
+/// The values PLC has now for the names in `fields`, and the names it has no value for.
+async fn current_values<B: PlcBackend>(
+    registry: &Registry<B>,
+    kind: RecordType,
+    id: i64,
+    fields: &Struct,
+) -> Result<(Struct, Vec<String>), RpcError> {
+    let plc = &registry.plc;
+    let ids = || Lookup::Ids(vec![id]);
+    let raw = match kind {
+        RecordType::User => plc
+            .get_persons(ids())
+            .await
+            .map(|mut v| v.pop().map(|r| r.raw)),
+        RecordType::Slice => plc
+            .get_slices(ids())
+            .await
+            .map(|mut v| v.pop().map(|r| r.raw)),
+        RecordType::Sa | RecordType::Ma => plc
+            .get_sites(ids())
+            .await
+            .map(|mut v| v.pop().map(|r| r.raw)),
+        RecordType::Node => plc
+            .get_nodes(ids())
+            .await
+            .map(|mut v| v.pop().map(|r| r.raw)),
+    }
+    .map_err(plc_fault)?
+    .unwrap_or_default();
+    let old = fields
+        .names()
+        .filter_map(|name| raw.get(name).map(|v| (name.to_owned(), v.clone())))
+        .collect();
+    let unset = fields
+        .names()
+        .filter(|name| !raw.contains(name))
+        .map(str::to_owned)
+        .collect();
+    Ok((old, unset))
+}
+
+/// The persons of slice `id` now.
+async fn slice_persons<B: PlcBackend>(
+    registry: &Registry<B>,
+    id: i64,
+) -> Result<Vec<i64>, RpcError> {
+    Ok(registry
+        .plc
+        .get_slices(Lookup::Ids(vec![id]))
+        .await
+        .map_err(plc_fault)?
+        .pop()
+        .map(|s| s.person_ids)
+        .unwrap_or_default())
 }

@@ -175,3 +175,122 @@ async fn a_remove_plc_refuses_leaves_the_record_and_the_plc_object() {
         .unwrap();
     plc.finish().await;
 }
+
+/// An update that fails at its last write (the GID, in the store) puts back what it had changed
+/// at PLC: the slice's max_nodes and its researchers are as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_fails_half_way_puts_plc_back() {
+    let Some(plc) = Plc::new(Db::Sqlite).await else {
+        return;
+    };
+    let alice = plc.client(&plc.alice).await;
+    let user_cred = plc.self_credential(&plc.alice).await;
+    let call = |method: &'static str, params: Vec<Value>| alice.call(method, params);
+    let sa_cred = call(
+        "get_credential",
+        vec![
+            Value::from(user_cred.as_str()),
+            Value::from("sa"),
+            Value::from("planetlab.us.pl"),
+        ],
+    )
+    .await
+    .unwrap();
+    let sa_cred = sa_cred.as_str().unwrap().to_owned();
+    let slice = "planetlab.us.pl.undo";
+    let gid_for = |key: geni_trust::Keypair| {
+        let pem = String::from_utf8(key.public_key().to_pem().unwrap()).unwrap();
+        call(
+            "create_gid",
+            vec![
+                Value::from(sa_cred.as_str()),
+                Value::from(slice),
+                Value::Nil,
+                Value::from(pem),
+            ],
+        )
+    };
+    let gid = gid_for(geni_trust::Keypair::generate(2048).unwrap())
+        .await
+        .unwrap();
+    let researchers = |hrns: &[&str]| {
+        geni_xmlrpc::Struct::new().with(
+            "researcher",
+            Value::Array(hrns.iter().map(|h| Value::from(*h)).collect()),
+        )
+    };
+    let record = |gid: &Value, pl_info: geni_xmlrpc::Struct, geni_info| {
+        Value::Struct(
+            geni_xmlrpc::Struct::new()
+                .with("name", slice)
+                .with("type", "slice")
+                .with("gid", gid.clone())
+                .with("pointer", -1)
+                .with("pl_info", pl_info)
+                .with("geni_info", geni_info),
+        )
+    };
+    call(
+        "register",
+        vec![
+            Value::from(sa_cred.as_str()),
+            record(
+                &gid,
+                geni_xmlrpc::Struct::new(),
+                researchers(&[&plc.alice.hrn]),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let resolve = || {
+        call(
+            "resolve",
+            vec![Value::from(sa_cred.as_str()), Value::from(slice)],
+        )
+    };
+    let before = resolve().await.unwrap();
+
+    sql(
+        &plc,
+        "CREATE TRIGGER keep_gids BEFORE UPDATE ON registry_records \
+         BEGIN SELECT RAISE(FAIL, 'refused by a test trigger'); END",
+    )
+    .await;
+    let new_gid = gid_for(geni_trust::Keypair::generate(2048).unwrap())
+        .await
+        .unwrap();
+    let (code, msg) = fault_code(
+        call(
+            "update",
+            vec![
+                Value::from(sa_cred.as_str()),
+                record(
+                    &new_gid,
+                    geni_xmlrpc::Struct::new().with("max_nodes", 20),
+                    researchers(&[&plc.alice.hrn, &plc.bob.hrn]),
+                ),
+            ],
+        )
+        .await,
+    );
+    assert_internal_and_clean(code, &msg, plc.dir.path());
+    assert_eq!(resolve().await.unwrap(), before, "PLC or the store changed");
+    // With the store writable again, the same update goes through.
+    sql(&plc, "DROP TRIGGER keep_gids").await;
+    call(
+        "update",
+        vec![
+            Value::from(sa_cred.as_str()),
+            record(
+                &new_gid,
+                geni_xmlrpc::Struct::new().with("max_nodes", 20),
+                researchers(&[&plc.alice.hrn, &plc.bob.hrn]),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_ne!(resolve().await.unwrap(), before);
+    plc.finish().await;
+}

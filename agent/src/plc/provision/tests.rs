@@ -98,6 +98,11 @@ impl PlcBackend for Faulty {
         self.add()?;
         self.inner.add_person_to_slice(person_id, slice_id).await
     }
+    async fn delete_person_from_slice(&self, person_id: i64, slice_id: i64) -> PlcResult<()> {
+        self.inner
+            .delete_person_from_slice(person_id, slice_id)
+            .await
+    }
     async fn set_slice_attribute(
         &self,
         slice_id: i64,
