@@ -1655,7 +1655,7 @@ async fn disabled_accounts_get_no_credential_ticket_or_record(db: Db) {
         &sa_cred,
         "planetlab.us.pl.s1",
         &slice_key,
-        &[&plc.alice.hrn],
+        &[&plc.alice.hrn, &plc.bob.hrn],
     )
     .await;
     let slice_cred = text(
@@ -1669,6 +1669,14 @@ async fn disabled_accounts_get_no_credential_ticket_or_record(db: Db) {
     );
     let bob = plc.client(&plc.bob).await;
     let bob_cred = plc.self_credential(&plc.bob).await;
+    let bob_slice_cred = text(
+        bob.call(
+            "get_credential",
+            vec![s(&bob_cred), s("slice"), s("planetlab.us.pl.s1")],
+        )
+        .await
+        .unwrap(),
+    );
     let records_before = plc_column(&plc, "SELECT hrn FROM registry_records").await;
 
     /// Every way to a credential, a ticket or a record, for one principal.
@@ -1715,7 +1723,7 @@ async fn disabled_accounts_get_no_credential_ticket_or_record(db: Db) {
     // A disabled person.
     plc.ok(&["person", "disable", "bob@pl.example"]);
     all_refused(
-        &each_call(&bob, &plc.bob.hrn, &bob_cred, None).await,
+        &each_call(&bob, &plc.bob.hrn, &bob_cred, Some(&bob_slice_cred)).await,
         "person planetlab.us.pl.bob is disabled",
     );
     plc.ok(&["person", "enable", "bob@pl.example"]);
