@@ -117,53 +117,8 @@ async fn a_remove_plc_refuses_leaves_the_record_and_the_plc_object() {
             vec![Value::from(sa_cred), Value::from(plc.bob.hrn.as_str())],
         )
     };
-    let before = resolve_bob().await.unwrap();
-    sql(
-        &plc,
-        "CREATE TRIGGER keep_persons BEFORE DELETE ON plc_persons \
-         BEGIN SELECT RAISE(FAIL, 'refused by a test trigger'); END",
-    )
-    .await;
-    let (code, msg) = fault_code(
-        alice
-            .call(
-                "remove",
-                vec![
-                    Value::from(sa_cred),
-                    Value::from("user"),
-                    Value::from(plc.bob.hrn.as_str()),
-                ],
-            )
-            .await,
-    );
-    assert_internal_and_clean(code, &msg, plc.dir.path());
-    // The record is back, with its PLC person, exactly as before.
-    assert_eq!(resolve_bob().await.unwrap(), before);
-    sql(&plc, "DROP TRIGGER keep_persons").await;
-    // The store refusing: the PLC person must not have gone first.
-    sql(
-        &plc,
-        "CREATE TRIGGER keep_records BEFORE DELETE ON registry_records \
-         BEGIN SELECT RAISE(FAIL, 'refused by a test trigger'); END",
-    )
-    .await;
-    let (code, msg) = fault_code(
-        alice
-            .call(
-                "remove",
-                vec![
-                    Value::from(sa_cred),
-                    Value::from("user"),
-                    Value::from(plc.bob.hrn.as_str()),
-                ],
-            )
-            .await,
-    );
-    assert_internal_and_clean(code, &msg, plc.dir.path());
-    assert_eq!(resolve_bob().await.unwrap(), before);
-    sql(&plc, "DROP TRIGGER keep_records").await;
-    alice
-        .call(
+    let remove_bob = || {
+        alice.call(
             "remove",
             vec![
                 Value::from(sa_cred),
@@ -171,8 +126,28 @@ async fn a_remove_plc_refuses_leaves_the_record_and_the_plc_object() {
                 Value::from(plc.bob.hrn.as_str()),
             ],
         )
-        .await
-        .unwrap();
+    };
+    let before = resolve_bob().await.unwrap();
+    // PLC refusing (after the record went): the record is put back. The store refusing (before
+    // anything else): the PLC person must not have gone first.
+    for (table, trigger) in [
+        ("plc_persons", "keep_persons"),
+        ("registry_records", "keep_records"),
+    ] {
+        sql(
+            &plc,
+            &format!(
+                "CREATE TRIGGER {trigger} BEFORE DELETE ON {table} \
+                 BEGIN SELECT RAISE(FAIL, 'refused by a test trigger'); END"
+            ),
+        )
+        .await;
+        let (code, msg) = fault_code(remove_bob().await);
+        assert_internal_and_clean(code, &msg, plc.dir.path());
+        assert_eq!(resolve_bob().await.unwrap(), before, "{table} refusing");
+        sql(&plc, &format!("DROP TRIGGER {trigger}")).await;
+    }
+    remove_bob().await.unwrap();
     plc.finish().await;
 }
 
