@@ -93,6 +93,7 @@ impl GeniCredential {
             )));
         }
         let root_start = start_tag(text, &doc, 0)?;
+        let ids = id_table(&doc)?;
         let top = element_children(&doc, 0)?;
         let (cred, sigs) = match top.as_slice() {
             [c, s] if doc.elem(*c).qname == "credential" && doc.elem(*s).qname == "signatures" => {
@@ -107,7 +108,6 @@ impl GeniCredential {
                 ));
             }
         };
-        let ids = id_table(&doc)?;
         // The chain: the credential, then each parent/credential.
         let mut chain = vec![cred];
         let mut cur = cred;

@@ -134,3 +134,6 @@ pub(crate) fn privileges_text(privileges: &[Privilege]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[cfg(test)]
+mod tests;

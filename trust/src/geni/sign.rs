@@ -119,6 +119,33 @@ pub fn delegate(
             format_utc(outer.expires)
         )));
     }
+    delegate_unchecked(
+        &cred,
+        parent,
+        to,
+        &outer.target,
+        privileges,
+        expires,
+        signer,
+        signer_gid,
+        algorithm,
+    )
+}
+
+/// The delegation itself, without the checks [`delegate`] makes first (tests use it to forge
+/// what the verifier must refuse).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn delegate_unchecked(
+    cred: &GeniCredential,
+    parent: &str,
+    to: &Gid,
+    target: &Gid,
+    privileges: &[Privilege],
+    expires: i64,
+    signer: &Keypair,
+    signer_gid: &Gid,
+    algorithm: SignatureAlgorithm,
+) -> Result<String, TrustError> {
     let mut n = cred.links().len();
     let id = loop {
         let id = format!("ref{n}");
@@ -130,10 +157,10 @@ pub fn delegate(
     let body = credential_xml(
         &id,
         to,
-        &outer.target,
+        target,
         privileges,
         expires,
-        Some(&outer.raw),
+        Some(&cred.outer().raw),
     )?;
     let old: Vec<&str> = cred
         .links()
