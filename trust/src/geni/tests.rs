@@ -522,3 +522,74 @@ fn a_key_value_that_differs_from_the_chain_is_refused() {
     let replaced = format!("{}{evil_b64}{}", &text[..cstart], &text[cend..]);
     attack(&replaced, "bad signature");
 }
+
+// === mutation smoke test (the fuzz target, cheaply, in every test run) ===
+
+/// Random byte flips, deletions and duplications of the vector credentials: each must parse and
+/// verify to a verdict or an error, never a panic; a mutation that is still accepted (only
+/// possible outside the signed bytes) must say exactly what the original says.
+#[test]
+fn mutated_vectors_never_panic_nor_change_meaning() {
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/geni");
+    let files = [
+        "gcf/alice-user.cred.xml",
+        "gcf/fixslice-alice.cred.xml",
+        "gcf/fixslice-delegated-to-bob.cred.xml",
+        "sfa-sha256/slice1-alice.cred.xml",
+        "sfa-sha256/slice1-delegated-to-bob.cred.xml",
+    ];
+    let v = gcf_verifier();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| -> usize {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(seed >> 33).unwrap() % n.max(1)
+    };
+    for file in files {
+        let original = std::fs::read(base.join(file)).unwrap();
+        let meaning = |c: &crate::VerifiedCredential| {
+            (
+                c.subject().to_owned(),
+                c.caller().hrn().clone(),
+                c.privileges().clone(),
+                c.expires(),
+                c.issuer_key().clone(),
+            )
+        };
+        let said = v
+            .verify_geni_credential_str(std::str::from_utf8(&original).unwrap())
+            .ok()
+            .map(|c| meaning(&c));
+        for _ in 0..150 {
+            let mut m = original.clone();
+            let at = next(m.len());
+            match next(3) {
+                0 => m[at] ^= 1 << next(8),
+                1 => {
+                    let end = (at + next(64)).min(m.len());
+                    m.drain(at..end);
+                }
+                _ => {
+                    let end = (at + next(64)).min(m.len());
+                    let piece = m[at..end].to_vec();
+                    m.splice(at..at, piece);
+                }
+            }
+            if m == original {
+                continue;
+            }
+            let Ok(text) = String::from_utf8(m) else {
+                continue;
+            };
+            let _ = GeniCredential::parse(&text);
+            if let Ok(ok) = v.verify_geni_credential_str(&text) {
+                assert_eq!(
+                    Some(meaning(&ok)),
+                    said,
+                    "{file}: a mutation changed the meaning"
+                );
+            }
+        }
+    }
+}
