@@ -23,7 +23,8 @@ pub(crate) fn canonicalize(doc: &Doc, apex: usize, exclude: Option<usize>) -> Ve
         let scope = doc.in_scope(apex);
         let rendered: Vec<(&str, &str)> = scope
             .iter()
-            .filter(|(p, u)| !(p.is_empty() && u.is_empty()))
+            // The xml prefix is never rendered; an empty default is no declaration.
+            .filter(|(p, u)| !(p.is_empty() && u.is_empty()) && p.as_str() != "xml")
             .map(|(p, u)| (p.as_str(), u.as_str()))
             .collect();
         let inherited = inherited_xml_attrs(doc, apex);
@@ -112,7 +113,7 @@ fn element(
                 }
                 for (p, u) in &doc.elem(*c).ns_decls {
                     let before = scope.get(p).map_or("", String::as_str);
-                    if before != u.as_str() && !changed.iter().any(|(q, _)| q == p) {
+                    if p != "xml" && before != u.as_str() && !changed.iter().any(|(q, _)| q == p) {
                         changed.push((p.as_str(), u.as_str()));
                     }
                 }

@@ -86,13 +86,14 @@ impl GeniCredential {
     pub fn parse_with(text: &str, limits: &XmlLimits) -> Result<Self, TrustError> {
         let doc = Doc::parse(text, limits)?;
         let root = doc.elem(0);
-        if root.qname != "signed-credential" || !root.ns.is_empty() {
+        if root.qname != "signed-credential" {
             return Err(bad(format!(
                 "the root element is <{}>, not <signed-credential>",
                 root.qname.chars().take(64).collect::<String>()
             )));
         }
         let root_start = start_tag(text, &doc, 0)?;
+        no_namespaces(&doc)?;
         let ids = id_table(&doc)?;
         let top = element_children(&doc, 0)?;
         let (cred, sigs) = match top.as_slice() {
@@ -238,6 +239,35 @@ fn element_children(doc: &Doc, i: usize) -> Result<Vec<usize>, TrustError> {
         }
     }
     Ok(out)
+}
+
+/// The credential schema has no namespace: an element in one is refused, except inside a
+/// `ds:Signature` and inside `extensions` (whose content is any XML).
+fn no_namespaces(doc: &Doc) -> Result<(), TrustError> {
+    for e in &doc.elems {
+        if e.ns.is_empty() {
+            continue;
+        }
+        let mut cur = Some(e);
+        let mut allowed = false;
+        while let Some(a) = cur {
+            if (a.ns == super::dsig::DSIG_NS && a.local == "Signature")
+                || (a.ns.is_empty() && a.qname == "extensions")
+            {
+                allowed = true;
+                break;
+            }
+            cur = a.parent.map(|p| doc.elem(p));
+        }
+        if !allowed {
+            return Err(bad(format!(
+                "element <{}> is in namespace {:?}; the credential schema has none",
+                e.qname.chars().take(64).collect::<String>(),
+                e.ns.chars().take(128).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every `xml:id` in the document, each unique. Unprefixed `Id`/`ID`/`id` attributes are refused

@@ -442,6 +442,27 @@ fn comments_and_whitespace_inside_the_signed_element_are_refused() {
 }
 
 #[test]
+fn namespaced_credential_elements_are_refused() {
+    let text = gcf("fixslice-alice.cred.xml");
+    attack(
+        &text.replacen(
+            "<credential xml:id",
+            "<credential xmlns=\"urn:x\" xml:id",
+            1,
+        ),
+        "namespace",
+    );
+    attack(
+        &text.replacen(
+            "<signed-credential ",
+            "<signed-credential xmlns=\"urn:x\" ",
+            1,
+        ),
+        "the credential schema has none",
+    );
+}
+
+#[test]
 fn doctype_and_entities_are_refused_anywhere() {
     let text = gcf("fixslice-alice.cred.xml");
     let body = text.split_once("?>").unwrap().1;

@@ -350,13 +350,20 @@ mod tests {
         assert!(!user.is_authority_for(&u("urn:publicid:IDN+plc+user+y")));
     }
 
+    /// SFA `tests/testXrn.py`'s hrn → URN → hrn cases (hrn005, with an `@` in the hrn, is left
+    /// to the hrn grammar; hrn007 has no type, which a `RecordType` cannot be).
     #[test]
     fn hrn_mapping_follows_sfa_xrn() {
         let cases = [
             (
-                "plc.princeton.tmack",
+                "ple.inria.baris",
                 RecordType::User,
-                "urn:publicid:IDN+plc:princeton+user+tmack",
+                "urn:publicid:IDN+ple:inria+user+baris",
+            ),
+            (
+                "emulab\\.net.myslice.jktest",
+                RecordType::Slice,
+                "urn:publicid:IDN+emulab.net:myslice+slice+jktest",
             ),
             (
                 "emulab\\.net.jktest",
@@ -364,14 +371,24 @@ mod tests {
                 "urn:publicid:IDN+emulab.net+slice+jktest",
             ),
             (
+                "plc.princeton.tmack",
+                RecordType::User,
+                "urn:publicid:IDN+plc:princeton+user+tmack",
+            ),
+            (
+                "plc.princeton.planetlab1",
+                RecordType::Node,
+                "urn:publicid:IDN+plc:princeton+node+planetlab1",
+            ),
+            (
                 "plc.princeton",
                 RecordType::Sa,
                 "urn:publicid:IDN+plc:princeton+authority+sa",
             ),
             (
-                "plc.princeton.n1",
-                RecordType::Node,
-                "urn:publicid:IDN+plc:princeton+node+n1",
+                "plc.vini.site",
+                RecordType::Sa,
+                "urn:publicid:IDN+plc:vini:site+authority+sa",
             ),
         ];
         for (hrn, kind, urn) in cases {
