@@ -24,13 +24,15 @@ pub(crate) fn authenticate(
     Ok(verified)
 }
 
-/// A credential with any rights (`noop`: a way to test a credential and the TLS binding).
+/// A credential with any rights (`noop`: a way to test a credential and the TLS binding). Either
+/// form is taken, recognised by content: a 2008 PEM chain or a GENI `signed-credential`; both
+/// verify into the same `VerifiedCredential`, whose caller is the GENI owner.
 pub(crate) fn authenticate_any(
     verifier: &Verifier,
     ctx: &CallContext,
     credential: &str,
 ) -> Result<VerifiedCredential, RpcError> {
-    let verified = verifier.verify_credential_str(credential)?;
+    let verified = verifier.verify_any_credential_str(credential)?;
     ctx.peer.require_caller(verified.caller().gid())?;
     Ok(verified)
 }

@@ -7,6 +7,7 @@
 //! submodules. Every decision about trust is `geni-trust`'s: nothing here signs, parses or checks
 //! a certificate itself. Messages name what failed and the command that fixes it.
 
+mod geni;
 mod show;
 mod values;
 mod verify;
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use geni_trust::{
-    CertMode, ChainForm, Gid, Hierarchy, Hrn, Keypair, PublicKey, RightList, TrustError, format_utc,
+    CertMode, ChainForm, Gid, Hierarchy, Hrn, Keypair, PublicKey, RecordType, RightList,
+    TrustError, format_utc,
 };
 
 use crate::ExitCode;
@@ -45,7 +47,14 @@ Typical session (files land in ./authorities unless --dir says otherwise):
   geni-agent authority gid planetlab.us.pl.alice --pubkey alice.pkey.pub --out alice.gid
   geni-agent authority credential --caller alice.gid --object slice.gid \\
       --rights embed,bind,control,info --out slice.cred
-  geni-agent authority verify --trusted-roots roots/ --kind credential slice.cred")]
+  geni-agent authority verify --trusted-roots roots/ --kind credential slice.cred
+
+The same tree serves GENI clients when its GIDs are made with --urn (init, create, gid):
+  geni-agent authority credential --caller alice.gid --object slice.gid \\
+      --rights embed,bind,control,info --delegate --format geni --out slice.cred.xml
+  geni-agent authority delegate --credential slice.cred.xml --to bob.gid --key alice.pkey \\
+      --rights control,info --out bob.cred.xml
+  geni-agent authority verify --trusted-roots roots/ bob.cred.xml")]
 pub(crate) struct AuthorityArgs {
     #[command(subcommand)]
     command: AuthorityCommand,
@@ -57,6 +66,8 @@ enum AuthorityCommand {
     Create(CreateArgs),
     /// Issue a credential for a caller over an object, or an authority's own credential.
     Credential(CredentialArgs),
+    /// Delegate a GENI credential to another principal, signed by its owner.
+    Delegate(geni::DelegateArgs),
     /// Issue a GID binding an hrn to a public key, signed by the hrn's authority.
     Gid(GidArgs),
     /// Create a top-level (root) authority with a self-signed GID.
@@ -67,8 +78,8 @@ enum AuthorityCommand {
     Show(show::ShowArgs),
     /// Issue a ticket for a caller on a slice, or an authority's own ticket.
     Ticket(TicketArgs),
-    /// Verify a GID, credential or ticket against trusted roots: exit 0 accept, 1 reject,
-    /// 2 usage or I/O error.
+    /// Verify a GID, credential (2008 or GENI) or ticket against trusted roots: exit 0 accept,
+    /// 1 reject, 2 usage or I/O error.
     Verify(verify::VerifyArgs),
 }
 
@@ -100,6 +111,9 @@ struct InitArgs {
     /// The root authority's name: one label, such as `planetlab`.
     #[arg(value_name = "ROOT_HRN")]
     hrn: Hrn,
+    /// Write the GID in the GENI form (URN subjectAltName, CA:TRUE).
+    #[arg(long, conflicts_with = "compat_2008")]
+    urn: bool,
     #[command(flatten)]
     tree: TreeArgs,
 }
@@ -113,6 +127,9 @@ struct CreateArgs {
     /// a new root of trust is made only by `init`).
     #[arg(long)]
     parents: bool,
+    /// Write the GIDs in the GENI form (URN subjectAltName, CA:TRUE).
+    #[arg(long, conflicts_with = "compat_2008")]
+    urn: bool,
     #[command(flatten)]
     tree: TreeArgs,
 }
@@ -146,10 +163,32 @@ struct GidArgs {
     /// The uuid, a decimal number as 2008 wrote them; a random one when absent.
     #[arg(long, value_name = "N")]
     uuid: Option<String>,
+    /// Write the GID in the GENI form: `urn:publicid:IDN+…+TYPE+…` and `urn:uuid:` in its
+    /// subjectAltName, CA:FALSE.
+    #[arg(long, conflicts_with = "compat_2008")]
+    urn: bool,
+    /// The record type the URN names (with --urn).
+    #[arg(
+        long = "type",
+        value_enum,
+        value_name = "TYPE",
+        requires = "urn",
+        default_value_t
+    )]
+    kind: UrnKind,
     #[command(flatten)]
     tree: TreeArgs,
     #[command(flatten)]
     out: OutArgs,
+}
+
+/// Record types a principal's URN GID can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum UrnKind {
+    #[default]
+    User,
+    Slice,
+    Node,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +236,12 @@ struct CredentialArgs {
     /// `authority`, delegable).
     #[arg(long, value_name = "HRN")]
     authority: Option<Hrn>,
+    /// The wire form: 2008 (X.509) or geni (`geni_sfa` XML; the GIDs need URNs).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    format: geni::Format,
+    /// XML-DSig signature method of a GENI credential.
+    #[arg(long, value_enum, value_name = "ALG", default_value_t)]
+    signature_algorithm: geni::SigAlg,
     #[command(flatten)]
     tree: TreeArgs,
     #[command(flatten)]
@@ -267,6 +312,7 @@ pub(crate) fn run(args: AuthorityArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         AuthorityCommand::Create(a) => create(&a),
         AuthorityCommand::Credential(a) => credential(&a),
+        AuthorityCommand::Delegate(a) => geni::delegate(&a),
         AuthorityCommand::Gid(a) => gid(&a),
         AuthorityCommand::Init(a) => init(&a),
         AuthorityCommand::Key(a) => key(&a),
@@ -287,7 +333,7 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let tree = &args.tree;
-    let hierarchy = tree.hierarchy();
+    let hierarchy = tree.hierarchy().with_urn_gids(args.urn);
     hierarchy
         .create_authority(hrn, false)
         .map_err(|e| tree.explain(e))?;
@@ -310,7 +356,7 @@ fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
              authority"
         );
     };
-    let hierarchy = tree.hierarchy();
+    let hierarchy = tree.hierarchy().with_urn_gids(args.urn);
     if hierarchy.exists(hrn) {
         return Err(tree.explain(TrustError::AuthorityExists {
             hrn: hrn.to_string(),
@@ -385,9 +431,14 @@ fn key(args: &KeyArgs) -> anyhow::Result<ExitCode> {
 fn gid(args: &GidArgs) -> anyhow::Result<ExitCode> {
     args.out.check_free()?;
     let key = PublicKey::load(&args.pubkey).context("reading --pubkey")?;
-    let hierarchy = args.tree.hierarchy();
+    let hierarchy = args.tree.hierarchy().with_urn_gids(args.urn);
+    let kind = match args.kind {
+        UrnKind::User => RecordType::User,
+        UrnKind::Slice => RecordType::Slice,
+        UrnKind::Node => RecordType::Node,
+    };
     let gid = hierarchy
-        .create_gid(&args.hrn, args.uuid.as_deref(), &key)
+        .create_typed_gid(&args.hrn, kind, args.uuid.as_deref(), &key)
         .map_err(|e| args.tree.explain(e))?;
     let text = gid.to_chain_string(ChainForm::Separator)?;
     let uuid = gid.uuid().unwrap_or("none");
@@ -399,6 +450,19 @@ fn gid(args: &GidArgs) -> anyhow::Result<ExitCode> {
 fn credential(args: &CredentialArgs) -> anyhow::Result<ExitCode> {
     args.out.check_free()?;
     let tree = &args.tree;
+    if args.format == geni::Format::Geni {
+        return geni::credential(&geni::GeniCredentialRequest {
+            tree,
+            caller: args.caller.as_ref(),
+            object: args.object.as_ref(),
+            rights: args.rights.as_ref(),
+            delegate: args.delegate,
+            authority: args.authority.as_ref(),
+            days: args.lifetime.unwrap_or(DEFAULT_CREDENTIAL_DAYS),
+            algorithm: args.signature_algorithm,
+            out: &args.out,
+        });
+    }
     let hierarchy = tree.hierarchy();
     let cred = if let Some(hrn) = &args.authority {
         hierarchy

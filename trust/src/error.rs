@@ -110,6 +110,12 @@ pub enum VerifyError {
     },
     #[error("{subject} has no object GID")]
     MissingObjectGid { subject: String },
+    /// GENI: a certificate that issues others (or signs a credential as an authority) must be a
+    /// CA (`basicConstraints` `CA:TRUE`) named by an authority URN.
+    #[error(
+        "{subject} issues certificates or credentials but is not an authority CA (CA:TRUE, +authority+ URN)"
+    )]
+    NotCa { subject: String },
     #[error("{subject} is not signed by its parent {parent}")]
     NotSignedByParent { subject: String, parent: String },
     #[error("{subject} is not valid before {not_before}")]
@@ -135,6 +141,33 @@ pub enum VerifyError {
         rights: String,
         parent: String,
         parent_rights: String,
+    },
+    /// GENI: an XML signature that does not hold (digest, value, or a `KeyValue` that is not
+    /// the signer's key).
+    #[error("{subject}: bad signature: {reason}")]
+    SignatureInvalid { subject: String, reason: String },
+    /// GENI: a root credential signed by someone without authority over its target.
+    #[error("{subject} is signed by {signer}, which is not an authority for {target}")]
+    SignerNotAuthority {
+        subject: String,
+        signer: String,
+        target: String,
+    },
+    /// GENI: a delegated credential not signed by the owner of its parent.
+    #[error(
+        "{subject} is signed by {signer}, not by {owner}, the owner of the credential it delegates"
+    )]
+    SignerNotOwner {
+        subject: String,
+        signer: String,
+        owner: String,
+    },
+    /// GENI: a delegation that changes the target.
+    #[error("{subject} targets {target}, but the credential it delegates targets {parent_target}")]
+    TargetChanged {
+        subject: String,
+        target: String,
+        parent_target: String,
     },
     #[error("trusted root {root} is not an authority for {hrn}")]
     RootNotAuthority { root: String, hrn: String },
@@ -204,6 +237,7 @@ impl VerifyError {
             Self::MissingCallerGid { .. } => "missing_caller_gid",
             Self::MissingDelegateBit { .. } => "missing_delegate_bit",
             Self::MissingObjectGid { .. } => "missing_object_gid",
+            Self::NotCa { .. } => "not_ca",
             Self::NotAuthorityTicket { .. } => "not_authority_ticket",
             Self::NotSignedByParent { .. } => "not_signed_by_parent",
             Self::NotYetValid { .. } => "not_yet_valid",
@@ -211,6 +245,10 @@ impl VerifyError {
             Self::OutlivesParent { .. } => "outlives_parent",
             Self::RightsEscalation { .. } => "rights_escalation",
             Self::RootNotAuthority { .. } => "root_not_authority",
+            Self::SignatureInvalid { .. } => "signature_invalid",
+            Self::SignerNotAuthority { .. } => "signer_not_authority",
+            Self::SignerNotOwner { .. } => "signer_not_owner",
+            Self::TargetChanged { .. } => "target_changed",
             Self::UntrustedRoot { .. } => "untrusted_root",
             Self::WeakDigest { .. } => "weak_digest",
             Self::WeakKey { .. } => "weak_key",

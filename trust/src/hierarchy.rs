@@ -21,8 +21,8 @@ use crate::gid::read_text;
 use crate::keys::write_public;
 use crate::ticket::{TicketFields, py2_ordered};
 use crate::{
-    CertMode, ChainForm, Clock, Credential, Gid, Hrn, Keypair, PublicKey, Right, RightList,
-    SystemClock, Ticket, TrustError, Validity, new_uuid,
+    CertMode, ChainForm, Clock, Credential, Gid, Hrn, Keypair, PublicKey, RecordType, Right,
+    RightList, SystemClock, Ticket, TrustError, Validity, new_uuid,
 };
 
 /// Default lifetimes in the modern form.
@@ -35,6 +35,8 @@ pub struct Hierarchy {
     base: PathBuf,
     mode: CertMode,
     clock: Arc<dyn Clock>,
+    /// New GIDs in the GENI form (URN subjectAltNames, CA:TRUE on authorities).
+    urn_gids: bool,
 }
 
 /// One authority's files, loaded.
@@ -55,7 +57,17 @@ impl Hierarchy {
             base: base.into(),
             mode: CertMode::Modern,
             clock: Arc::new(SystemClock),
+            urn_gids: false,
         }
+    }
+
+    /// Writes new GIDs in the GENI form (`geni::UrnGidSpec`): URN and uuid subjectAltNames,
+    /// `CA:TRUE` exactly on authorities, so that one tree serves both protocols (the 2008
+    /// verifier reads these GIDs too). Not with [`CertMode::Compat2008`], which has no such form.
+    #[must_use]
+    pub fn with_urn_gids(mut self, on: bool) -> Self {
+        self.urn_gids = on;
+        self
     }
 
     /// Writes new objects in `mode`. In 2008 mode new authority keys are 1024-bit, as 2008's were.
@@ -146,6 +158,20 @@ impl Hierarchy {
         let uuid = new_uuid()?;
         let validity = self.validity(AUTHORITY_LIFETIME);
         let gid = match hrn.authority() {
+            _ if self.urn_gids => {
+                let parent = match hrn.authority() {
+                    Some(p) => Some(self.authority(&p)?),
+                    None => None,
+                };
+                self.urn_gid(
+                    hrn,
+                    RecordType::Sa,
+                    &uuid,
+                    &key.public_key(),
+                    parent.as_ref(),
+                    &key,
+                )?
+            }
             None => Gid::create(
                 hrn,
                 &uuid,
@@ -204,6 +230,60 @@ impl Hierarchy {
     ) -> Result<Gid, TrustError> {
         let auth = self.authority(&self.authority_of(hrn)?)?;
         self.create_gid_by(&auth, hrn, uuid, key)
+    }
+
+    /// A GID for `hrn` of record type `kind` (which the GENI form writes into the URN), signed by
+    /// `hrn`'s authority: a URN GID in URN mode ([`Hierarchy::with_urn_gids`]), else exactly
+    /// [`Hierarchy::create_gid`].
+    pub fn create_typed_gid(
+        &self,
+        hrn: &Hrn,
+        kind: RecordType,
+        uuid: Option<&str>,
+        key: &PublicKey,
+    ) -> Result<Gid, TrustError> {
+        if !self.urn_gids {
+            return self.create_gid(hrn, uuid, key);
+        }
+        let auth = self.authority(&self.authority_of(hrn)?)?;
+        let uuid = match uuid {
+            Some(u) => u.to_owned(),
+            None => new_uuid()?,
+        };
+        self.urn_gid(hrn, kind, &uuid, key, Some(&auth), &auth.key)
+    }
+
+    fn urn_gid(
+        &self,
+        hrn: &Hrn,
+        kind: RecordType,
+        uuid: &str,
+        key: &PublicKey,
+        issuer: Option<&AuthorityInfo>,
+        own_key: &Keypair,
+    ) -> Result<Gid, TrustError> {
+        if self.mode == CertMode::Compat2008 {
+            return Err(TrustError::Encode {
+                what: format!("GID {hrn}"),
+                reason: "the 2008 form has no URN GIDs".into(),
+            });
+        }
+        let urn = crate::geni::Urn::from_hrn(hrn, kind)?;
+        let lifetime = if kind == RecordType::Sa {
+            AUTHORITY_LIFETIME
+        } else {
+            GID_LIFETIME
+        };
+        crate::geni::UrnGidSpec {
+            urn: &urn,
+            uuid,
+            email: None,
+            key,
+            issuer: issuer.map(|a| &a.gid),
+            signer: issuer.map_or(own_key, |a| &a.key),
+            validity: self.validity(lifetime),
+        }
+        .build()
     }
 
     /// [`Hierarchy::create_gid`] with `hrn`'s authority already loaded, for issuing many GIDs

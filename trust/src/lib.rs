@@ -15,6 +15,7 @@ mod cert;
 mod credential;
 mod dump;
 mod error;
+pub mod geni;
 mod gid;
 mod hierarchy;
 mod hrn;
@@ -41,7 +42,8 @@ pub use rights::{Operation, Right, RightList};
 pub use roots::TrustedRoots;
 pub use ticket::Ticket;
 pub use verify::{
-    Clock, Policy, SystemClock, VerifiedCredential, VerifiedGid, VerifiedTicket, Verifier,
+    Clock, GeniVerdict, Policy, SystemClock, VerifiedCredential, VerifiedGid, VerifiedTicket,
+    Verifier,
 };
 
 /// Longest certificate chain any parser or the verifier accepts. 2008 chains are as deep as the

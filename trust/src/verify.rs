@@ -40,6 +40,10 @@ pub struct Policy {
     pub clock_skew_secs: i64,
     /// Most verdicts kept in the cache.
     pub cache_capacity: usize,
+    /// Accept rsa-sha1 signatures and sha1 digests in GENI credentials. On by default: gcf, SFA
+    /// and every xmlsec1 template sign that way, so a verifier without it verifies no GENI
+    /// credential in the wild. Certificates stay under `legacy_digests`.
+    pub xml_dsig_sha1: bool,
 }
 
 impl Default for Policy {
@@ -49,6 +53,7 @@ impl Default for Policy {
             min_rsa_bits: 1024,
             clock_skew_secs: 300,
             cache_capacity: 256,
+            xml_dsig_sha1: true,
         }
     }
 }
@@ -95,6 +100,8 @@ struct CredentialVerdict {
     privileges: RightList,
     delegate: bool,
     expires: i64,
+    /// What a GENI credential adds (`None` for the 2008 form).
+    geni: Option<GeniVerdict>,
 }
 
 /// A ticket that verified, together with its verified caller and object GIDs.
@@ -415,6 +422,7 @@ impl Verifier {
             privileges: cred.privileges().clone(),
             delegate: cred.delegate(),
             expires,
+            geni: None,
         })))
     }
 
@@ -824,6 +832,11 @@ impl VerifiedCredential {
     pub fn can_perform(&self, operation: crate::Operation) -> bool {
         self.0.privileges.can_perform(operation)
     }
+
+    /// The GENI facts (URNs, GENI privilege names) when the credential was a GENI one.
+    pub fn geni(&self) -> Option<&GeniVerdict> {
+        self.0.geni.as_ref()
+    }
 }
 
 // === impl VerifiedTicket ===
@@ -851,6 +864,11 @@ impl VerifiedTicket {
         self.0.expires
     }
 }
+
+// GENI credentials: their own file, a child module so that it shares this one's machinery.
+#[path = "geni/verify.rs"]
+mod geni;
+pub use geni::GeniVerdict;
 
 #[cfg(test)]
 #[path = "verify_tests.rs"]

@@ -6,6 +6,10 @@
 //! anything wrong with the object in FILE, including text that does not parse, is a reject;
 //! anything that stops us judging it (unreadable FILE, no usable trusted root, bad flags) is an
 //! error, so a script never mistakes a broken setup for a forged credential.
+//!
+//! Without `--kind` the kind is read from the content: a GENI credential (XML
+//! `signed-credential`) or the leaf payload of a 2008 object. `--kind credential` takes either
+//! credential form; `--kind geni` insists on the GENI one.
 
 use std::fmt;
 use std::fs;
@@ -13,6 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use geni_trust::geni::is_geni_credential;
 use geni_trust::{
     Hrn, ObjectKind, Policy, TrustError, TrustedRoots, VerifiedCredential, VerifiedGid,
     VerifiedTicket, Verifier, format_utc,
@@ -27,9 +32,10 @@ pub(crate) struct VerifyArgs {
     /// with a warning.
     #[arg(long, value_name = "DIR")]
     trusted_roots: PathBuf,
-    /// What FILE holds.
+    /// What FILE holds; read from its content when absent (`credential` takes a 2008 or a GENI
+    /// credential, `geni` only a GENI one).
     #[arg(long, value_enum, value_name = "KIND")]
-    kind: Kind,
+    kind: Option<Kind>,
     /// The GID, credential or ticket to verify.
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -48,6 +54,8 @@ pub(crate) struct VerifyArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kind {
     Credential,
+    /// A GENI `geni_sfa` credential (XML).
+    Geni,
     Gid,
     Ticket,
 }
@@ -62,13 +70,14 @@ enum Rejected {
 /// What an accepted object says about itself, in both renderings.
 #[derive(Debug)]
 struct Accepted {
+    kind: Kind,
     line: String,
     json: Map<String, Json>,
 }
 
 /// Verifies FILE; see the module doc for what each exit code means.
 pub(super) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    if args.node.is_some() && args.kind != Kind::Ticket {
+    if args.node.is_some() && args.kind.is_some_and(|k| k != Kind::Ticket) {
         bail!("--node applies only to --kind ticket");
     }
     let roots = TrustedRoots::load_dir(&args.trusted_roots).context("loading --trusted-roots")?;
@@ -99,17 +108,32 @@ fn judge(verifier: &Verifier, args: &VerifyArgs, bytes: Vec<u8>) -> Result<Accep
             reason: "file is not text".into(),
         }));
     };
-    // Said plainly, rather than as whatever field the wrong parser misses first.
-    if let Some(actual) = other_kind(&text, args.kind) {
+    let found = content_kind(&text);
+    let kind = match (args.kind, found) {
+        (None, Some(found)) => found,
+        // Undetectable text is left to the credential parser, whose message says what is wrong.
+        (None, None) => Kind::Credential,
+        // A GENI credential is a credential.
+        (Some(Kind::Credential), Some(Kind::Geni)) => Kind::Geni,
+        // Said plainly, rather than as whatever field the wrong parser misses first.
+        (Some(claimed), Some(actual)) if actual != claimed => {
+            return Err(Rejected::WrongKind { actual, claimed });
+        }
+        (Some(claimed), _) => claimed,
+    };
+    if args.node.is_some() && kind != Kind::Ticket {
         return Err(Rejected::WrongKind {
-            actual,
-            claimed: args.kind,
+            actual: kind,
+            claimed: Kind::Ticket,
         });
     }
-    match args.kind {
+    match kind {
         Kind::Credential => verifier
             .verify_credential_str(&text)
-            .map(|v| Accepted::credential(&v)),
+            .map(|v| Accepted::credential(&v, kind)),
+        Kind::Geni => verifier
+            .verify_geni_credential_str(&text)
+            .map(|v| Accepted::credential(&v, kind)),
         Kind::Gid => verifier.verify_gid_str(&text).map(|v| Accepted::gid(&v)),
         Kind::Ticket => verifier
             .verify_ticket_str(&text, args.node.as_ref())
@@ -118,15 +142,17 @@ fn judge(verifier: &Verifier, args: &VerifyArgs, bytes: Vec<u8>) -> Result<Accep
     .map_err(Rejected::Trust)
 }
 
-/// The kind FILE holds when it is recognisably not `claimed`. Undetectable text is left to the
-/// claimed kind's parser, whose message says what is wrong with it.
-fn other_kind(text: &str, claimed: Kind) -> Option<Kind> {
-    let actual = match ObjectKind::detect(text).ok()? {
+/// The kind FILE recognisably holds, if any: a GENI credential by its XML root, a 2008 object by
+/// its leaf payload.
+fn content_kind(text: &str) -> Option<Kind> {
+    if is_geni_credential(text) {
+        return Some(Kind::Geni);
+    }
+    Some(match ObjectKind::detect(text).ok()? {
         ObjectKind::Credential => Kind::Credential,
         ObjectKind::Gid => Kind::Gid,
         ObjectKind::Ticket => Kind::Ticket,
-    };
-    (actual != claimed).then_some(actual)
+    })
 }
 
 // === impl Kind ===
@@ -135,6 +161,7 @@ impl Kind {
     fn as_str(self) -> &'static str {
         match self {
             Self::Credential => "credential",
+            Self::Geni => "geni",
             Self::Gid => "gid",
             Self::Ticket => "ticket",
         }
@@ -147,15 +174,12 @@ impl Rejected {
     /// The reason on stderr always (a script that only checks the exit code still logs it), and
     /// with `--json` also on stdout.
     fn print(&self, args: &VerifyArgs) {
-        eprintln!(
-            "REJECT {} {}: {self}",
-            args.kind.as_str(),
-            args.file.display()
-        );
+        let kind = args.kind.map_or("object", Kind::as_str);
+        eprintln!("REJECT {kind} {}: {self}", args.file.display());
         if args.json {
             let mut json = fields([
                 ("verdict", "reject".into()),
-                ("kind", args.kind.as_str().into()),
+                ("kind", kind.into()),
                 ("file", args.file.display().to_string().into()),
                 ("reason", self.to_string().into()),
             ]);
@@ -195,19 +219,20 @@ impl Accepted {
         if args.json {
             let mut json = fields([
                 ("verdict", "accept".into()),
-                ("kind", args.kind.as_str().into()),
+                ("kind", self.kind.as_str().into()),
                 ("file", args.file.display().to_string().into()),
             ]);
             json.extend(self.json);
             println!("{}", Json::Object(json));
         } else {
-            println!("ACCEPT {} {}", args.kind.as_str(), self.line);
+            println!("ACCEPT {} {}", self.kind.as_str(), self.line);
         }
     }
 
     fn gid(v: &VerifiedGid) -> Self {
         let uuid = v.gid().uuid();
         Self {
+            kind: Kind::Gid,
             line: format!(
                 "{} uuid={} root={} expires={}",
                 v.hrn(),
@@ -224,27 +249,39 @@ impl Accepted {
         }
     }
 
-    fn credential(v: &VerifiedCredential) -> Self {
+    fn credential(v: &VerifiedCredential, kind: Kind) -> Self {
         let root = v.root();
-        Self {
-            line: format!(
-                "{} caller={} rights={} delegate={} root={root} expires={}",
-                v.subject(),
-                v.caller().hrn(),
-                v.privileges(),
-                v.delegate(),
-                format_utc(v.expires())
-            ),
-            json: fields([
-                ("subject", v.subject().into()),
-                ("caller", v.caller().hrn().as_str().into()),
-                ("object", v.object().hrn().as_str().into()),
-                ("rights", v.privileges().to_string().into()),
-                ("delegate", v.delegate().into()),
-                ("root", root.as_str().into()),
-                ("expires", v.expires().into()),
-            ]),
+        let mut line = format!(
+            "{} caller={} rights={} delegate={} root={root} expires={}",
+            v.subject(),
+            v.caller().hrn(),
+            v.privileges(),
+            v.delegate(),
+            format_utc(v.expires())
+        );
+        let mut json = fields([
+            ("subject", v.subject().into()),
+            ("caller", v.caller().hrn().as_str().into()),
+            ("object", v.object().hrn().as_str().into()),
+            ("rights", v.privileges().to_string().into()),
+            ("delegate", v.delegate().into()),
+            ("root", root.as_str().into()),
+            ("expires", v.expires().into()),
+        ]);
+        if let Some(g) = v.geni() {
+            let privileges: Vec<&str> = g.privileges().iter().map(|p| p.name().as_str()).collect();
+            line.push_str(&format!(
+                " owner_urn={} target_urn={} chain={}",
+                g.owner_urn(),
+                g.target_urn(),
+                g.chain_len()
+            ));
+            json.insert("owner_urn".into(), g.owner_urn().to_string().into());
+            json.insert("target_urn".into(), g.target_urn().to_string().into());
+            json.insert("privileges".into(), privileges.into());
+            json.insert("chain".into(), g.chain_len().into());
         }
+        Self { kind, line, json }
     }
 
     fn ticket(v: &VerifiedTicket) -> Self {
@@ -252,6 +289,7 @@ impl Accepted {
         let node = ticket.target().map(Hrn::as_str);
         let root = v.root();
         Self {
+            kind: Kind::Ticket,
             line: format!(
                 "{} caller={} node={} root={root} expires={}",
                 ticket.subject(),

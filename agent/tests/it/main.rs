@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod authority_cli;
+mod authority_geni;
 mod demo;
 mod faults;
 mod genicli_node;
@@ -13,6 +14,7 @@ mod genicli_plc;
 mod node;
 mod node_authz;
 mod node_crash;
+mod node_geni;
 mod node_local;
 mod node_nodemanager;
 mod node_ops;
