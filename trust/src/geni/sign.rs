@@ -236,6 +236,9 @@ fn signature_xml(
 ) -> String {
     let mut x509 = String::new();
     for c in certs {
+        // No whitespace at the ends of the text, unlike xmlsec1's own output: SFA 3.1 wraps it
+        // in PEM lines without stripping it, and OpenSSL 1.1+ then refuses the blank line before
+        // END (checked with SFA 3.1 and gcf 2.11 against what we sign).
         x509.push_str(&format!("      <X509Certificate>{c}</X509Certificate>\n"));
     }
     format!(

@@ -149,6 +149,28 @@ fn issued_credentials_verify_in_both_algorithms() {
     }
 }
 
+/// SFA 3.1 reads `X509Certificate` text unstripped into a PEM, which OpenSSL 1.1+ refuses when
+/// the text ends in whitespace: what we sign must have none at either end (xmlsec1's own output
+/// ends in a newline there).
+#[test]
+fn signer_certificates_have_no_whitespace_at_the_ends_for_sfa() {
+    for alg in [SignatureAlgorithm::RsaSha256, SignatureAlgorithm::RsaSha1] {
+        let text = slice_credential(alg);
+        let mut rest = text.as_str();
+        let mut seen = 0;
+        while let Some(at) = rest.find("<X509Certificate>") {
+            let body = &rest[at + "<X509Certificate>".len()..];
+            let end = body.find("</X509Certificate>").unwrap();
+            let cert = &body[..end];
+            // Lines inside are fine; whitespace at either end is what SFA chokes on.
+            assert!(!cert.is_empty() && cert.trim() == cert, "{alg:?}: {cert:?}");
+            seen += 1;
+            rest = &body[end..];
+        }
+        assert!(seen > 0);
+    }
+}
+
 #[test]
 fn delegation_chains_verify_and_keep_earlier_signatures() {
     let f = fixture();
