@@ -30,11 +30,14 @@
 
 mod dispatch;
 mod error;
+mod ratelimit;
 mod server;
 mod tls;
 
-pub use dispatch::{CallContext, Dispatcher, Handler, HandlerFuture, PeerIdentity};
-pub use error::{RpcError, fault_of};
+pub use dispatch::{
+    CallContext, DEFAULT_MAX_MULTICALL, Dispatcher, Handler, HandlerFuture, PeerIdentity,
+};
+pub use error::{MAX_FAULT_CHARS, RpcError, clean, fault_of};
 pub use server::{DEFAULT_PORT, Limits, Server, ServerOptions, ShutdownHandle, termination_signal};
 pub use tls::{ServerAuth, ServerCheck, TlsIdentity};
 pub mod client;

@@ -13,7 +13,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -32,6 +31,7 @@ use tracing::{Instrument, field};
 
 use crate::RpcError;
 use crate::dispatch::{CallContext, Dispatcher, PeerIdentity};
+use crate::ratelimit::RateLimit;
 use crate::tls::{TlsIdentity, server_config};
 
 /// The port 2008's servers listened on.
@@ -47,6 +47,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// Calls one `system.multicall` may carry.
+    pub max_multicall: usize,
     /// How long shutdown waits for in-flight calls.
     pub drain_timeout: Duration,
 }
@@ -60,6 +62,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_multicall: crate::DEFAULT_MAX_MULTICALL,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -121,8 +124,9 @@ impl Server {
     pub async fn bind(
         options: ServerOptions,
         identity: &TlsIdentity,
-        dispatcher: Dispatcher,
+        mut dispatcher: Dispatcher,
     ) -> Result<Self, RpcError> {
+        dispatcher.set_max_multicall(options.limits.max_multicall);
         let tcp = match options.tcp {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -476,7 +480,8 @@ async fn rpc(
         Ok(text) => match geni_xmlrpc::parse_method_call(text, &xml_limits) {
             Err(e) => fault_response(&RpcError::Parse(e), "?"),
             Ok(call) => {
-                let method = call.method.clone();
+                // Peer bytes of any length: the log gets them escaped and clipped.
+                let method = crate::clean(&call.method, crate::MAX_FAULT_CHARS);
                 let outcome = shared.dispatcher.dispatch(ctx, call).await;
                 match &outcome {
                     geni_xmlrpc::MethodResponse::Success(_) => {
@@ -521,48 +526,4 @@ fn too_large(limit: usize) -> Response {
         format!("request body over the limit of {limit} bytes\n"),
     )
         .into_response()
-}
-
-// === rate-limited warnings ===
-
-/// Lets one warning through per interval and counts the ones it held back, so that a peer
-/// cannot flood the log (or journald) by failing handshakes.
-#[derive(Debug)]
-struct RateLimit {
-    interval_ms: u64,
-    epoch: Instant,
-    next_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl RateLimit {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            epoch: Instant::now(),
-            next_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last one)` when a warning may be logged now.
-    fn allow(&self) -> Option<u64> {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next_ms.load(Ordering::Relaxed);
-        if now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now.saturating_add(self.interval_ms),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        None
-    }
 }

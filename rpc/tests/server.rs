@@ -192,6 +192,9 @@ async fn start_with(
     }
 }
 
+/// Calls of the `count` method, across the tests of this binary.
+static COUNTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn dispatcher(slow_started: &Arc<Notify>) -> Dispatcher {
     let mut d = Dispatcher::new();
     d.register(
@@ -229,6 +232,19 @@ fn dispatcher(slow_started: &Arc<Notify>) -> Dispatcher {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(Value::Int(i64::try_from(ms).unwrap()))
             }
+        },
+    );
+    d.register(
+        "unencodable",
+        "unencodable(): a handler bug, a string XML cannot carry.",
+        |_ctx: CallContext, _p: Vec<Value>| async { Ok(Value::String("bell\u{7}".into())) },
+    );
+    d.register(
+        "count",
+        "count(): counts its calls.",
+        |_ctx: CallContext, _p: Vec<Value>| async {
+            COUNTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Value::Nil)
         },
     );
     d.register(
@@ -1555,4 +1571,165 @@ async fn python_client_with_a_2008_certificate() {
 /// The chain as plain concatenated PEMs, the form OpenSSL's `load_cert_chain` documents.
 fn plain_chain(id: &Identity) -> String {
     id.gid.to_chain_string(ChainForm::Plain).unwrap()
+}
+
+// === 13. hostile peers: clean faults ===
+
+/// A self-signed certificate (RSA-2048, sha256) whose one subjectAltName URI is `uri`, as PEM.
+fn pem_with_san(uri: &str) -> String {
+    pem_with_cn_and_san("plc.site.mallory", uri)
+}
+
+fn pem_with_cn_and_san(cn: &str, uri: &str) -> String {
+    use openssl::x509::extension::SubjectAlternativeName;
+    let key = Keypair::generate(2048).unwrap();
+    let pkey = openssl::pkey::PKey::private_key_from_pem(&key.to_pem().unwrap()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, cn)
+        .unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&pkey).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .uri(uri)
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&pkey, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+}
+
+/// A fault string a peer may see: encodable, short, no raw control character.
+fn assert_clean(fault: &Fault) {
+    assert!(
+        fault.string.chars().count() <= geni_rpc::MAX_FAULT_CHARS + 40,
+        "{} chars: {:?}",
+        fault.string.chars().count(),
+        &fault.string[..300.min(fault.string.len())]
+    );
+    assert!(!fault.string.chars().any(char::is_control), "{fault:?}");
+}
+
+// See: issue 13 ("a control byte in a credential's subjectAltName XML").
+#[tokio::test]
+async fn r13_control_byte_in_a_san_is_a_decode_fault_not_an_internal_error() {
+    let server = start(Limits::default()).await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    for payload in [
+        "http://<params><param><value><struct><member><name>hrn</name><value><string>a\u{1}b\
+         </string></value></member></struct></value></param></params>",
+        "http://<params><param><value><struct><member><name>h\u{7}rn</name><value>x</value>\
+         </member></struct></value></param></params>",
+        "http://<params><param><value><struct><me\u{1}mber></me\u{1}mber></struct></value>\
+         </param></params>",
+        "http://\u{1b}[31m\u{1}",
+    ] {
+        let pem = pem_with_san(payload);
+        let fault = call_fault(server.addr(), &client, "caller_check", vec![pem.into()]).await;
+        assert_eq!(fault.code, 100, "{fault:?}");
+        assert_clean(&fault);
+    }
+    // The subject names the object in every message about it.
+    let pem = pem_with_cn_and_san("bell\u{7}", "http://<params></params>");
+    let fault = call_fault(server.addr(), &client, "caller_check", vec![pem.into()]).await;
+    assert_eq!(fault.code, 100, "{fault:?}");
+    assert_clean(&fault);
+    assert_serving(&server).await;
+}
+
+// See: issue 13 ("faults and logs echo method names of any length").
+#[tokio::test]
+async fn r13_a_huge_method_name_gets_a_clipped_fault() {
+    let server = start(Limits::default()).await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let name = "m".repeat(1024 * 1024);
+    let response = exchange(
+        server.addr(),
+        &client,
+        &post_2008("/", call_body(&name, vec![])),
+    )
+    .await
+    .unwrap();
+    assert!(response.body.len() < 2048, "{} bytes", response.body.len());
+    let MethodResponse::Fault(fault) = response.xmlrpc() else {
+        panic!("expected a fault");
+    };
+    assert_eq!(fault.code, -32601);
+    assert!(fault.string.contains("clipped"), "{fault:?}");
+    assert_clean(&fault);
+}
+
+fn one_call(name: &str, params: Vec<Value>) -> Value {
+    Value::Struct(
+        Struct::new()
+            .with("methodName", name)
+            .with("params", Value::Array(params)),
+    )
+}
+
+// See: issue 13 ("inside a multicall that one bad sub-call fails the whole response").
+#[tokio::test]
+async fn r13_one_bad_sub_call_does_not_cost_the_others_their_answers() {
+    let server = start(Limits::default()).await;
+    let (addr, client) = (server.addr(), Client::presenting(&pki().alice, Tls::V13));
+    let bad_gid = pem_with_san("http://<params><param><value>\u{1}</value></param></params>");
+    let calls = Value::Array(vec![
+        one_call("echo", vec!["first".into()]),
+        one_call("unencodable", vec![]),
+        one_call("caller_check", vec![bad_gid.into()]),
+        one_call(&"n".repeat(100_000), vec![]),
+        Value::Int(7),
+        one_call("echo", vec!["last".into()]),
+    ]);
+    let results = call_ok(addr, &client, "system.multicall", vec![calls]).await;
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 6, "{results:?}");
+    let echoed = |s: &str| Value::Array(vec![Value::Array(vec![s.into()])]);
+    assert_eq!(results[0], echoed("first"));
+    assert_eq!(results[5], echoed("last"));
+    // A handler bug is the one internal error; peer input never is.
+    for (result, code) in results[1..5].iter().zip([-32603, 100, -32601, -32602]) {
+        assert_eq!(
+            member(result, "faultCode").as_i64(),
+            Some(code),
+            "{result:?}"
+        );
+        let string = member(result, "faultString").as_str().unwrap();
+        assert_clean(&Fault {
+            code: i32::try_from(code).unwrap(),
+            string: string.to_owned(),
+        });
+    }
+}
+
+// See: issue 13 ("a cap on multicall length").
+#[tokio::test]
+async fn r13_a_multicall_over_the_cap_is_refused_before_any_call_runs() {
+    let limits = Limits {
+        max_multicall: 8,
+        ..Limits::default()
+    };
+    let server = start(limits).await;
+    let (addr, client) = (server.addr(), Client::presenting(&pki().alice, Tls::V13));
+    let before = COUNTED.load(std::sync::atomic::Ordering::SeqCst);
+    let calls = Value::Array(vec![one_call("count", vec![]); 9]);
+    let fault = call_fault(addr, &client, "system.multicall", vec![calls]).await;
+    assert_eq!(fault.code, -32602, "{fault:?}");
+    assert!(fault.string.contains("limit of 8"), "{fault:?}");
+    assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), before);
+    let calls = Value::Array(vec![one_call("count", vec![]); 8]);
+    let results = call_ok(addr, &client, "system.multicall", vec![calls]).await;
+    assert_eq!(results.as_array().unwrap().len(), 8);
+    assert_eq!(
+        COUNTED.load(std::sync::atomic::Ordering::SeqCst),
+        before + 8
+    );
 }
