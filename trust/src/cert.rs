@@ -375,22 +375,41 @@ pub fn format_utc(t: i64) -> String {
 
 // === chains ===
 
+/// What may come before a chain's first PEM block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leading {
+    /// Whitespace only: text from a peer. Junk in front of a credential cost nothing to send
+    /// and used to be kept, whole, in the verdict cache.
+    Whitespace,
+    /// Any text without a PEM marker in it: files, some of which later SFA tools prefixed with a
+    /// description.
+    Text,
+}
+
 /// Splits chain text into certificates, child first. Accepts `-----parent-----` separators and
-/// plain concatenation, leading text before the first PEM (later SFA files had some), and
-/// whitespace; anything else between certificates, a PEM without its END line, or more than
-/// [`MAX_CHAIN_LEN`] certificates is an error.
+/// plain concatenation, whitespace, and what `leading` allows before the first PEM; anything else
+/// between certificates, a PEM marker that is not a certificate's (`-----BEGIN CERTIFICBTE-----`),
+/// a PEM without its END line, or more than [`MAX_CHAIN_LEN`] certificates is an error naming
+/// the block. A damaged label is never skipped: skipping it would make the next certificate the
+/// leaf.
 pub(crate) fn split_chain(
     text: &str,
     what: &str,
+    leading: Leading,
     memo: &mut Memo,
 ) -> Result<Vec<Certificate>, TrustError> {
     let err = |reason: &str| TrustError::decode(what, reason);
     if text.trim().is_empty() {
         return Err(err("empty input"));
     }
-    let Some(first) = text.find(BEGIN) else {
-        return Err(err("no PEM certificate found"));
+    let first = match text.find("-----") {
+        Some(at) if text[at..].starts_with(BEGIN) => at,
+        Some(at) => return Err(err(&damaged_label(&text[at..], 0))),
+        None => return Err(err("no PEM certificate found")),
     };
+    if leading == Leading::Whitespace && !text[..first].trim().is_empty() {
+        return Err(err("text before the first PEM certificate"));
+    }
     let mut rest = &text[first..];
     let mut out = Vec::new();
     loop {
@@ -398,13 +417,16 @@ pub(crate) fn split_chain(
             return Err(err("chain has too many certificates"));
         }
         let body = &rest[BEGIN.len()..];
-        let Some(end) = body.find(END) else {
-            return Err(err("truncated PEM (no END CERTIFICATE line)"));
+        let Some(marker) = body.find("-----") else {
+            return Err(err(&format!(
+                "certificate {}: truncated PEM (no END CERTIFICATE line)",
+                out.len()
+            )));
         };
-        if body[..end].contains(BEGIN) {
-            return Err(err("truncated PEM (BEGIN without END)"));
+        if !body[marker..].starts_with(END) {
+            return Err(err(&damaged_label(&body[marker..], out.len())));
         }
-        let block_len = BEGIN.len() + end + END.len();
+        let block_len = BEGIN.len() + marker + END.len();
         let cert = memo.certificate(&rest[..block_len]).map_err(|e| match e {
             TrustError::Decode { reason, .. } => {
                 err(&format!("certificate {}: {reason}", out.len()))
@@ -420,11 +442,25 @@ pub(crate) fn split_chain(
             .strip_prefix(PARENT_SEPARATOR)
             .unwrap_or(after)
             .trim_start();
+        if after.starts_with("-----") && !after.starts_with(BEGIN) {
+            return Err(err(&damaged_label(after, out.len())));
+        }
         if !after.starts_with(BEGIN) {
-            return Err(err("unexpected text after a certificate"));
+            return Err(err(&format!(
+                "unexpected text after certificate {}",
+                out.len() - 1
+            )));
         }
         rest = after;
     }
+}
+
+/// The message for a PEM marker at the start of `at` that is not the one expected in block
+/// `index`, quoting the marker (at most one line of it; the fault layer escapes and clips).
+fn damaged_label(at: &str, index: usize) -> String {
+    let line = at.lines().next().unwrap_or_default();
+    let line: String = line.chars().take(64).collect();
+    format!("certificate {index}: damaged or unexpected PEM label {line:?}")
 }
 
 /// Certificates already parsed during one top-level parse, by PEM text. A 2008 credential
@@ -716,17 +752,18 @@ mod tests {
 
     #[test]
     fn chain_text_errors_are_clear() {
-        let e = split_chain("", "x", &mut Memo::default())
+        let e = split_chain("", "x", Leading::Whitespace, &mut Memo::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = split_chain("hello", "x", &mut Memo::default())
+        let e = split_chain("hello", "x", Leading::Text, &mut Memo::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("no PEM"), "{e}");
         let e = split_chain(
             "-----BEGIN CERTIFICATE-----\nMIIB",
             "x",
+            Leading::Whitespace,
             &mut Memo::default(),
         )
         .unwrap_err()
@@ -735,11 +772,84 @@ mod tests {
         let e = split_chain(
             "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
             "x",
+            Leading::Whitespace,
             &mut Memo::default(),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("certificate 0"), "{e}");
+    }
+
+    fn two_pems() -> (String, String) {
+        let key = Keypair::generate(1024).unwrap();
+        let pem = |cn: &str| {
+            Certificate::self_signed(cn, &key, Validity::from_now(0, 60), CertMode::Modern)
+                .unwrap()
+                .to_pem()
+                .unwrap()
+        };
+        (pem("child"), pem("parent"))
+    }
+
+    // See: issue 12 (a damaged label must not be skipped) and issue 13 (junk before the PEM).
+    #[test]
+    fn r13_damaged_labels_and_leading_junk_are_refused() {
+        let (child, parent) = two_pems();
+        let ok = format!("\n  {child}{PARENT_SEPARATOR}{parent}");
+        let chain = split_chain(&ok, "x", Leading::Whitespace, &mut Memo::default()).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0].subject(), "child");
+
+        let damaged = |pem: &str, from: &str, to: &str| pem.replacen(from, to, 1);
+        let cases = [
+            // The leaf's BEGIN label: skipping it would make the parent the leaf.
+            (
+                format!(
+                    "{}{PARENT_SEPARATOR}{parent}",
+                    damaged(&child, "BEGIN CERTIFICATE", "BEGIN CERTIFICBTE")
+                ),
+                "certificate 0: damaged or unexpected PEM label \"-----BEGIN CERTIFICBTE-----\"",
+            ),
+            (
+                format!(
+                    "{}{PARENT_SEPARATOR}{parent}",
+                    damaged(&child, "END CERTIFICATE", "END CERTIFICBTE")
+                ),
+                "certificate 0: damaged or unexpected PEM label \"-----END CERTIFICBTE-----\"",
+            ),
+            (
+                format!(
+                    "{child}{PARENT_SEPARATOR}{}",
+                    damaged(&parent, "BEGIN CERTIFICATE", "BEGIN CERTIFICBTE")
+                ),
+                "certificate 1: damaged or unexpected PEM label \"-----BEGIN CERTIFICBTE-----\"",
+            ),
+            (
+                format!("{child}-----parnet-----{parent}"),
+                "certificate 1: damaged or unexpected PEM label \"-----parnet-----",
+            ),
+            (
+                format!("{child}junk{parent}"),
+                "unexpected text after certificate 0",
+            ),
+        ];
+        for (text, expected) in &cases {
+            for leading in [Leading::Whitespace, Leading::Text] {
+                let e = split_chain(text, "x", leading, &mut Memo::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains(expected), "{e}");
+            }
+        }
+
+        let junk = format!("{}{child}", "j".repeat(1000));
+        let e = split_chain(&junk, "x", Leading::Whitespace, &mut Memo::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("text before the first PEM"), "{e}");
+        // A file may carry a description first.
+        let chain = split_chain(&junk, "x", Leading::Text, &mut Memo::default()).unwrap();
+        assert_eq!(chain.len(), 1);
     }
 
     #[test]
