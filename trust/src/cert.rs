@@ -145,6 +145,9 @@ impl Certificate {
             .map_err(|e| TrustError::decode(subject.clone(), first_reason(&e)))?;
         let spki =
             der::spki(&der).ok_or_else(|| TrustError::decode(subject.clone(), "no public key"))?;
+        // Before any signature is checked with it: the key's size and exponent bound the cost.
+        crate::keys::check_spki(spki)
+            .map_err(|reason| TrustError::decode(subject.clone(), reason))?;
         let public_key = PublicKey::from_parts(key, spki.to_vec());
         let san_uris = x509
             .subject_alt_names()
@@ -850,6 +853,54 @@ mod tests {
         // A file may carry a description first.
         let chain = split_chain(&junk, "x", Leading::Text, &mut Memo::default()).unwrap();
         assert_eq!(chain.len(), 1);
+    }
+
+    /// A certificate for the RSA public key (n, e) with `n` random and odd of `bits` bits, signed
+    /// by a real key: no private key for (n, e) is needed to be refused.
+    fn cert_for_modulus(bits: i32, e: &BigNum) -> Vec<u8> {
+        let mut n = BigNum::new().unwrap();
+        n.rand(bits, openssl::bn::MsbOption::ONE, true).unwrap();
+        let rsa =
+            openssl::rsa::Rsa::from_public_components(n, BigNum::from_slice(&e.to_vec()).unwrap())
+                .unwrap();
+        let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+        let signer = Keypair::generate(1024).unwrap();
+        let name = cn_name("mallory", CertMode::Modern).unwrap();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(signer.pkey(), MessageDigest::sha256()).unwrap();
+        b.build().to_der().unwrap()
+    }
+
+    // See: issue 13 (a 3071-bit exponent and a 16,384-bit key were accepted).
+    #[test]
+    fn r13_keys_outside_the_policy_are_refused_at_parse() {
+        let f4 = BigNum::from_u32(65537).unwrap();
+        let mut huge_e = BigNum::new().unwrap();
+        huge_e
+            .rand(3071, openssl::bn::MsbOption::ONE, true)
+            .unwrap();
+        let cases = [
+            (cert_for_modulus(16384, &f4), "16384 bits"),
+            (cert_for_modulus(512, &f4), "512 bits"),
+            (cert_for_modulus(3072, &huge_e), "exponent of 3071 bits"),
+            (
+                cert_for_modulus(2048, &BigNum::from_u32(65536).unwrap()),
+                "even",
+            ),
+        ];
+        for (der, expected) in &cases {
+            let e = Certificate::from_der(der).unwrap_err();
+            assert!(matches!(e, TrustError::Decode { .. }), "{e:?}");
+            assert!(e.to_string().contains(expected), "{e}");
+        }
+        assert!(Certificate::from_der(&cert_for_modulus(8192, &f4)).is_ok());
     }
 
     #[test]
