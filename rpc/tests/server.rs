@@ -330,6 +330,21 @@ impl Client {
         }
     }
 
+    /// Presents the certificate `der` and signs the handshake with `key_of`'s key: for
+    /// certificates whose key no one holds.
+    fn presenting_der(der: Vec<u8>, key_of: &Identity, version: Tls) -> Self {
+        let pkey = openssl::pkey::PKey::private_key_from_pem(&key_of.key_pem).unwrap();
+        let der_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            pkey.private_key_to_pkcs8().unwrap(),
+        ));
+        let key = rustls::crypto::ring::sign::any_supported_type(&der_key).unwrap();
+        let certified = Arc::new(CertifiedKey::new(vec![CertificateDer::from(der)], key));
+        let config = builder(version).with_client_cert_resolver(Arc::new(Present(certified)));
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
     /// Presents no certificate at all.
     fn anonymous(version: Tls) -> Self {
         Self {
@@ -1732,4 +1747,58 @@ async fn r13_a_multicall_over_the_cap_is_refused_before_any_call_runs() {
         COUNTED.load(std::sync::atomic::Ordering::SeqCst),
         before + 8
     );
+}
+
+/// A certificate for the RSA public key (n, e), `n` random and odd of `bits` bits, `e` of
+/// `e_bits` bits (65537 when 17), signed by a real key: no one holds its private key.
+fn cert_with_rsa_key(bits: i32, e_bits: i32) -> Vec<u8> {
+    use openssl::bn::{BigNum, MsbOption};
+    let mut n = BigNum::new().unwrap();
+    n.rand(bits, MsbOption::ONE, true).unwrap();
+    let e = if e_bits == 17 {
+        BigNum::from_u32(65537).unwrap()
+    } else {
+        let mut e = BigNum::new().unwrap();
+        e.rand(e_bits, MsbOption::ONE, true).unwrap();
+        e
+    };
+    let rsa = openssl::rsa::Rsa::from_public_components(n, e).unwrap();
+    let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+    let signer = openssl::pkey::PKey::private_key_from_pem(&pki().alice.key_pem).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "mallory")
+        .unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&signer, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build().to_der().unwrap()
+}
+
+// See: issue 13 ("a 16,384-bit client key is accepted at the handshake").
+#[tokio::test]
+async fn r13_client_keys_outside_the_policy_are_refused_at_the_handshake() {
+    let server = start(Limits::default()).await;
+    for (bits, e_bits) in [(16384, 17), (3072, 3071), (512, 17)] {
+        for version in [Tls::V13, Tls::V12] {
+            let client =
+                Client::presenting_der(cert_with_rsa_key(bits, e_bits), &pki().alice, version);
+            let tcp = TcpStream::connect(server.addr()).await.unwrap();
+            let outcome =
+                exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![]))).await;
+            assert!(
+                outcome.is_err(),
+                "{bits}-bit key, {e_bits}-bit exponent: {outcome:?}"
+            );
+        }
+    }
+    assert_serving(&server).await;
 }
