@@ -458,6 +458,39 @@ pub(crate) fn split_chain(
     }
 }
 
+/// SHA-256 over a chain's certificates exactly as [`split_chain`] reads them from peer text (each
+/// block's base64 with its lines trimmed, prefixed by its length), without parsing any: the
+/// verdict cache's key. The same certificates give the same digest whatever the separators or
+/// the whitespace around blocks; a different certificate anywhere gives another. `None` when the
+/// text is not a well-formed chain (a parse then says why).
+pub(crate) fn chain_digest(text: &str) -> Option<[u8; 32]> {
+    let mut canonical = Vec::with_capacity(text.len());
+    let mut rest = text.trim_start();
+    for _ in 0..MAX_CHAIN_LEN {
+        let body = rest.strip_prefix(BEGIN)?;
+        let marker = body.find("-----")?;
+        if !body[marker..].starts_with(END) {
+            return None;
+        }
+        let start = canonical.len();
+        canonical.extend_from_slice(&[0; 8]);
+        for line in body[..marker].lines() {
+            canonical.extend_from_slice(line.trim().as_bytes());
+        }
+        let len = u64::try_from(canonical.len() - start - 8).ok()?;
+        canonical[start..start + 8].copy_from_slice(&len.to_be_bytes());
+        let after = body[marker + END.len()..].trim_start();
+        if after.is_empty() {
+            return Some(openssl::sha::sha256(&canonical));
+        }
+        rest = after
+            .strip_prefix(PARENT_SEPARATOR)
+            .unwrap_or(after)
+            .trim_start();
+    }
+    None
+}
+
 /// The message for a PEM marker at the start of `at` that is not the one expected in block
 /// `index`, quoting the marker (at most one line of it; the fault layer escapes and clips).
 fn damaged_label(at: &str, index: usize) -> String {
