@@ -28,12 +28,14 @@
 //! | 107 | the operation failed (the message says why and what to do) |
 #![forbid(unsafe_code)]
 
+mod blocking;
 mod dispatch;
 mod error;
 mod ratelimit;
 mod server;
 mod tls;
 
+pub use blocking::{cpu_workers, run_blocking, set_cpu_workers};
 pub use dispatch::{
     CallContext, DEFAULT_MAX_MULTICALL, Dispatcher, Handler, HandlerFuture, PeerIdentity,
 };
