@@ -28,6 +28,7 @@
 //! | 107 | the operation failed (the message says why and what to do) |
 #![forbid(unsafe_code)]
 
+mod admission;
 mod blocking;
 mod dispatch;
 mod error;

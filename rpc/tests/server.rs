@@ -1802,3 +1802,243 @@ async fn r13_client_keys_outside_the_policy_are_refused_at_the_handshake() {
     }
     assert_serving(&server).await;
 }
+
+// === 13. hostile peers: admission, timeouts, memory ===
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8), with a
+/// small receive buffer when `small_window`.
+async fn connect_from(from: [u8; 4], addr: SocketAddr, small_window: bool) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if small_window {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server closes `tcp` within `limit` (reading and discarding what it sends).
+async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> bool {
+    time_to_close(tcp, limit).await.is_some()
+}
+
+// See: issue 13 ("1,124 bare TCP connects from one host lock every other client out").
+#[tokio::test]
+async fn r13_one_address_gets_its_share_and_no_more() {
+    let server = start(Limits {
+        max_connections_per_peer: 3,
+        ..Limits::default()
+    })
+    .await;
+    let mut bare = Vec::new();
+    for _ in 0..3 {
+        bare.push(connect_from([127, 0, 0, 1], server.addr(), false).await);
+    }
+    let mut fourth = connect_from([127, 0, 0, 1], server.addr(), false).await;
+    assert!(
+        closed_within(&mut fourth, IO_TIMEOUT).await,
+        "a fourth connection from one address was kept"
+    );
+    // Another address is served while the first holds its share.
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let tcp = connect_from([127, 0, 0, 2], server.addr(), false).await;
+    let response = exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![])))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    // The held ones are still open (nothing was sent to them, nothing closed them).
+    for tcp in &mut bare {
+        assert!(!closed_within(tcp, Duration::from_millis(100)).await);
+    }
+}
+
+// See: issue 13 ("eviction of the oldest connection that has not finished its handshake or
+// first request headers").
+#[tokio::test]
+async fn r13_a_full_pool_evicts_the_oldest_unfinished_connection_never_an_active_one() {
+    let server = start(Limits {
+        max_connections: 4,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let who = post_keep_alive(&call_body("whoami", vec![]));
+    // Two active connections from 127.0.0.2.
+    let mut active = Vec::new();
+    for _ in 0..2 {
+        let tcp = connect_from([127, 0, 0, 2], server.addr(), false).await;
+        let mut tls = timeout(IO_TIMEOUT, client.connect(tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = timeout(IO_TIMEOUT, round_trip(&mut tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 200);
+        active.push(tls);
+    }
+    // Two bare connections fill the pool; the oldest goes when someone else comes.
+    let mut oldest = connect_from([127, 0, 0, 3], server.addr(), false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut younger = connect_from([127, 0, 0, 3], server.addr(), false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tcp = connect_from([127, 0, 0, 4], server.addr(), false).await;
+    let response = exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![])))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        closed_within(&mut oldest, IO_TIMEOUT).await,
+        "the oldest was kept"
+    );
+    // The newcomer took the evicted place and has finished: one bare connection is left,
+    // and the next newcomer evicts it.
+    let tcp = connect_from([127, 0, 0, 4], server.addr(), false).await;
+    exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![])))
+        .await
+        .unwrap();
+    assert!(closed_within(&mut younger, IO_TIMEOUT).await);
+    // With only active connections and bare ones... fill the pool with active ones: a newcomer
+    // is refused and evicts no one.
+    for _ in 0..2 {
+        let tcp = connect_from([127, 0, 0, 2], server.addr(), false).await;
+        let mut tls = timeout(IO_TIMEOUT, client.connect(tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        timeout(IO_TIMEOUT, round_trip(&mut tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        active.push(tls);
+    }
+    let mut refused = connect_from([127, 0, 0, 5], server.addr(), false).await;
+    assert!(closed_within(&mut refused, IO_TIMEOUT).await);
+    for tls in &mut active {
+        let r = timeout(IO_TIMEOUT, round_trip(tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 200, "an active connection was lost");
+    }
+}
+
+// See: issue 13 ("a client that never reads its (4 MiB, echoed) fault holds its slot forever").
+#[tokio::test]
+async fn r13_a_client_that_does_not_read_is_cut_after_the_write_timeout() {
+    let server = start(Limits {
+        write_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let tcp = connect_from([127, 0, 0, 1], server.addr(), true).await;
+    let mut tls = timeout(IO_TIMEOUT, client.connect(tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    // Four pipelined 1 MiB echoes: far more than the socket buffers hold.
+    let request = post_keep_alive(&call_body("echo", vec!["x".repeat(1 << 20).into()]));
+    for _ in 0..4 {
+        tls.write_all(&request).await.unwrap();
+    }
+    tls.flush().await.unwrap();
+    tokio::time::sleep(SHORT * 4).await;
+    let mut received = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let drained = timeout(IO_TIMEOUT, async {
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was not closed");
+    assert!(
+        received.len() < 4 << 20,
+        "all {} bytes arrived: nothing was cut",
+        received.len()
+    );
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn r13_an_idle_keep_alive_connection_is_closed() {
+    let server = start(Limits {
+        idle_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let mut tls = open(server.addr(), &client).await;
+    let r = timeout(
+        IO_TIMEOUT,
+        round_trip(&mut tls, &post_keep_alive(&call_body("echo", vec![]))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let (waited, _) = time_to_close(&mut tls, IO_TIMEOUT)
+        .await
+        .expect("an idle connection was kept");
+    assert!(waited >= SHORT_FLOOR, "closed after {waited:?}");
+    // A call that takes longer than the idle timeout is not cut by it.
+    let mut tls = open(server.addr(), &client).await;
+    let slow = post_keep_alive(&call_body("slow", vec![Value::Int(600)]));
+    let r = timeout(IO_TIMEOUT, round_trip(&mut tls, &slow))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        r.xmlrpc(),
+        MethodResponse::Success(Value::Int(600))
+    ));
+}
+
+// See: issue 13 ("1,024 buffered 4 MiB bodies is several GiB").
+#[tokio::test]
+async fn r13_bodies_wait_for_the_memory_budget_and_then_get_503() {
+    let server = start(Limits {
+        max_body_bytes: 64 * 1024,
+        max_bytes_in_flight: 64 * 1024,
+        body_timeout: Duration::from_millis(800),
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    // A's 60 KB body is being handled (slowly): its budget is in use until it is answered.
+    let mut holder = open(server.addr(), &client).await;
+    let held = call_body("slow", vec![Value::Int(2000), "p".repeat(60_000).into()]);
+    holder.write_all(&post_keep_alive(&held)).await.unwrap();
+    holder.flush().await.unwrap();
+    timeout(IO_TIMEOUT, server.slow_started.notified())
+        .await
+        .unwrap();
+    // B's whole 20 KB body finds no room: it waits, then is told to come back.
+    let body = call_body("echo", vec!["y".repeat(20_000).into()]);
+    let started = Instant::now();
+    let r = exchange(server.addr(), &client, &post_2008("/", &body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.status);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // A is answered and its budget comes back: B is served.
+    let r = timeout(IO_TIMEOUT, read_response(&mut holder))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 200);
+    drop(holder);
+    let r = exchange(server.addr(), &client, &post_2008("/", &body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
