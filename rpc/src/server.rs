@@ -477,6 +477,9 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        // hyper's read buffer otherwise grows to ~400 KiB per connection (400 MiB for a full
+        // pool of peers streaming bodies); bodies are read through it a buffer at a time.
+        .max_buf_size(16 * 1024)
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -523,7 +526,12 @@ async fn rpc(
         return too_large(limits.max_body_bytes);
     }
     // Held until the answer is built: the body and what is decoded from it stay in memory.
-    let (bytes, _budget) = match read_body(req.into_body(), limits, &shared.body_budget).await {
+    // A body of unknown length (chunked) may be as long as the limit.
+    let reserve = declared.map_or(limits.max_body_bytes, |n| {
+        usize::try_from(n).unwrap_or(limits.max_body_bytes)
+    });
+    let read = read_body(req.into_body(), reserve, limits, &shared.body_budget).await;
+    let (bytes, _budget) = match read {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -585,16 +593,35 @@ fn encode(outcome: &geni_xmlrpc::MethodResponse) -> Response {
 }
 
 /// Reads a request body within the size limit, the body timeout and the server's budget of
-/// bytes in flight. Budget is taken as bytes arrive, so a slow body holds only what it sent;
-/// when none is free the body waits, and at its deadline is answered 503.
+/// bytes in flight. The body's whole length (`reserve`: declared, or the limit when unknown) is
+/// taken from the budget before a byte is read: taking it as bytes arrive let a flood of bodies
+/// each hold a part of the budget and none finish. When the budget is in use the body waits, and
+/// at its deadline is answered 503.
 async fn read_body(
     mut body: axum::body::Body,
+    reserve: usize,
     limits: &Limits,
     budget: &Arc<Semaphore>,
-) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), Response> {
+) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
     let deadline = tokio::time::Instant::now() + limits.body_timeout;
-    let mut bytes = Vec::new();
-    let mut held: Option<OwnedSemaphorePermit> = None;
+    let n = u32::try_from(reserve.min(limits.max_body_bytes)).unwrap_or(u32::MAX);
+    let held = match budget.clone().try_acquire_many_owned(n) {
+        Ok(p) => p,
+        Err(_) => {
+            match tokio::time::timeout_at(deadline, budget.clone().acquire_many_owned(n)).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "1")],
+                        "server busy: its memory for request bodies is in use; retry\n",
+                    )
+                        .into_response());
+                }
+            }
+        }
+    };
+    let mut bytes = Vec::with_capacity(reserve.min(limits.max_body_bytes));
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(None) => return Ok((bytes, held)),
@@ -618,29 +645,9 @@ async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        if bytes.len() + data.len() > limits.max_body_bytes {
+        // Never more than was reserved (hyper holds a declared length to its word).
+        if bytes.len() + data.len() > limits.max_body_bytes.min(reserve.max(1)) {
             return Err(too_large(limits.max_body_bytes));
-        }
-        let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let permit = match budget.clone().try_acquire_many_owned(n) {
-            Ok(p) => p,
-            Err(_) => match tokio::time::timeout_at(deadline, budget.clone().acquire_many_owned(n))
-                .await
-            {
-                Ok(Ok(p)) => p,
-                _ => {
-                    return Err((
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        [(header::RETRY_AFTER, "1")],
-                        "server busy: its memory for request bodies is in use; retry\n",
-                    )
-                        .into_response());
-                }
-            },
-        };
-        match &mut held {
-            Some(h) => h.merge(permit),
-            None => held = Some(permit),
         }
         bytes.extend_from_slice(&data);
     }
