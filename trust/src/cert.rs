@@ -103,6 +103,13 @@ impl Validity {
 
 impl Certificate {
     pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
+        // OpenSSL ignores bytes after the certificate; they would be kept (and digested) here.
+        if der::tlv(der).ok().and_then(|(h, l)| h.checked_add(l)) != Some(der.len()) {
+            return Err(TrustError::decode(
+                "certificate",
+                "not exactly one DER certificate",
+            ));
+        }
         let x509 =
             X509::from_der(der).map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
         Self::from_x509(x509, der.to_vec())
@@ -652,7 +659,7 @@ mod der {
     }
 
     /// Splits one TLV at the start of `data` into (header length, content length).
-    fn tlv(data: &[u8]) -> Result<(usize, usize), TrustError> {
+    pub(super) fn tlv(data: &[u8]) -> Result<(usize, usize), TrustError> {
         let first = *data.get(1).ok_or_else(malformed)?;
         if first < 0x80 {
             return Ok((2, usize::from(first)));
@@ -933,7 +940,13 @@ mod tests {
             assert!(matches!(e, TrustError::Decode { .. }), "{e:?}");
             assert!(e.to_string().contains(expected), "{e}");
         }
-        assert!(Certificate::from_der(&cert_for_modulus(8192, &f4)).is_ok());
+        let good = cert_for_modulus(8192, &f4);
+        assert!(Certificate::from_der(&good).is_ok());
+        // Bytes after the certificate are not part of it.
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(Certificate::from_der(&trailing).is_err());
+        assert!(Certificate::from_der(&good[..good.len() - 1]).is_err());
     }
 
     #[test]
