@@ -127,7 +127,13 @@ pub struct Verifier {
 enum Verdict {
     Credential(VerifiedCredential),
     Gid(VerifiedGid),
+    /// A chain that did not verify, kept for [`REFUSAL_TTL_SECS`]: the same forged chain sent
+    /// 64 times in one multicall costs one verification, not 64.
+    Refused(VerifyError),
 }
+
+/// How long a refusal is remembered. Short: a chain refused as not yet valid may become valid.
+const REFUSAL_TTL_SECS: i64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -284,11 +290,15 @@ impl Verifier {
     /// Parses and verifies a GID chain.
     pub fn verify_gid_str(&self, text: &str) -> Result<VerifiedGid, TrustError> {
         let digest = chain_digest(text);
-        if let Some(Verdict::Gid(v)) = digest.and_then(|d| self.cached(Kind::Gid, &d)) {
-            return Ok(v);
+        match digest.and_then(|d| self.cached(Kind::Gid, &d)) {
+            Some(Verdict::Gid(v)) => return Ok(v),
+            Some(Verdict::Refused(e)) => return Err(e.into()),
+            _ => {}
         }
         let gid = Gid::parse(text)?;
-        let verified = self.verify_gid(&gid)?;
+        let verified = self
+            .verify_gid(&gid)
+            .inspect_err(|e| self.remember_refusal(Kind::Gid, digest, e))?;
         if let Some(d) = digest {
             let bytes = verdict_bytes(&[&verified.gid]);
             let verdict = Verdict::Gid(verified.clone());
@@ -357,14 +367,16 @@ impl Verifier {
         precheck: impl FnOnce(&Credential) -> Result<(), E>,
     ) -> Result<VerifiedCredential, E> {
         let digest = chain_digest(text);
-        if let Some(Verdict::Credential(v)) = digest.and_then(|d| self.cached(Kind::Credential, &d))
-        {
-            return Ok(v);
+        match digest.and_then(|d| self.cached(Kind::Credential, &d)) {
+            Some(Verdict::Credential(v)) => return Ok(v),
+            Some(Verdict::Refused(e)) => return Err(E::from(e.into())),
+            _ => {}
         }
         let cred = Credential::parse(text)?;
         precheck(&cred)?;
         let verified = self
             .verify_credential(&cred)
+            .inspect_err(|e| self.remember_refusal(Kind::Credential, digest, e))
             .map_err(|e| E::from(TrustError::from(e)))?;
         if let Some(d) = digest {
             let bytes = verdict_bytes(&[verified.caller().gid(), verified.object().gid()]);
@@ -627,8 +639,14 @@ impl Verifier {
         let now = self.clock.now();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = cache.map(kind).get(digest)?;
-        (now.saturating_sub(self.policy.clock_skew_secs) <= entry.expires)
-            .then(|| entry.verdict.clone())
+        let live = match entry.verdict {
+            // Also not if the clock went back past when it was made (it may say "expired").
+            Verdict::Refused(_) => {
+                (entry.expires.saturating_sub(REFUSAL_TTL_SECS)..=entry.expires).contains(&now)
+            }
+            _ => now.saturating_sub(self.policy.clock_skew_secs) <= entry.expires,
+        };
+        live.then(|| entry.verdict.clone())
     }
 
     fn remember(&self, kind: Kind, digest: [u8; 32], verdict: Verdict, expires: i64, bytes: usize) {
@@ -659,6 +677,14 @@ impl Verifier {
             }
         }
         cache.map(kind).insert(digest, verdict, expires, bytes);
+    }
+
+    fn remember_refusal(&self, kind: Kind, digest: Option<[u8; 32]>, error: &VerifyError) {
+        if let Some(d) = digest {
+            let expires = self.clock.now().saturating_add(REFUSAL_TTL_SECS);
+            let bytes = 256 + error.to_string().len();
+            self.remember(kind, d, Verdict::Refused(error.clone()), expires, bytes);
+        }
     }
 
     /// Verdicts cached and the memory they are estimated to keep alive, for reports and tests.

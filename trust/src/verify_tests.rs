@@ -1171,3 +1171,41 @@ fn a_ticket_cannot_sit_above_a_credential_in_a_ticket_chain() {
         "a credential cannot derive from a ticket"
     );
 }
+
+// See: issue 13 ("failures are not cached": one forged chain 64 times in a multicall).
+#[test]
+fn r13_a_refusal_is_remembered_briefly_and_forgotten_on_reload() {
+    let clock = Arc::new(TestClock(AtomicI64::new(now())));
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = Hierarchy::new(dir.path())
+        .create_authority(&hrn("planetlab"), false)
+        .unwrap();
+    let v = Verifier::with_clock(
+        TrustedRoots::from_gids(vec![stranger.gid]).unwrap(),
+        Policy::default(),
+        clock.clone(),
+    );
+    let text = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let first = v.verify_credential_str(&text).unwrap_err().to_string();
+    assert_eq!(v.cache_usage().0, 1, "the refusal is kept");
+    assert!(
+        v.cached_credential(&text).is_none(),
+        "a refusal is no verdict"
+    );
+    assert_eq!(
+        v.verify_credential_str(&text).unwrap_err().to_string(),
+        first
+    );
+    // After its short life it is verified (and refused) again.
+    clock.0.store(now() + 61, Ordering::SeqCst);
+    assert_eq!(
+        v.verify_credential_str(&text).unwrap_err().to_string(),
+        first
+    );
+    // Roots replaced: the refusal goes with the old roots.
+    clock.0.store(now(), Ordering::SeqCst);
+    v.replace_roots(roots());
+    v.verify_credential_str(&text).unwrap();
+}
