@@ -269,17 +269,25 @@ impl Certificate {
         &self.0.der
     }
 
-    /// PEM exactly as pyOpenSSL's `dump_certificate` wrote it (64-column base64, trailing newline).
+    /// PEM exactly as pyOpenSSL's `dump_certificate` wrote it (64-column base64, trailing newline),
+    /// of the very DER this certificate was read from. OpenSSL's own encoder re-encodes the parts
+    /// it parsed loosely (the fuzzer found an outer signature algorithm whose parameters came back
+    /// with another tag), so a chain written out would not be the chain that was read.
     pub fn to_pem(&self) -> Result<String, TrustError> {
-        let pem = self
-            .0
-            .x509
-            .to_pem()
-            .map_err(crypto("encoding a certificate"))?;
-        String::from_utf8(pem).map_err(|_| TrustError::Encode {
-            what: self.0.subject.clone(),
-            reason: "PEM is not ASCII".into(),
-        })
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.0.der);
+        let mut pem =
+            String::with_capacity(b64.len() + b64.len() / 64 + BEGIN.len() + END.len() + 4);
+        pem.push_str(BEGIN);
+        pem.push('\n');
+        for line in b64.as_bytes().chunks(64) {
+            // base64 output is ASCII.
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str(END);
+        pem.push('\n');
+        Ok(pem)
     }
 
     /// Identity of this parsed certificate (shared by its clones), for memoising checks within
@@ -947,6 +955,24 @@ mod tests {
         trailing.push(0);
         assert!(Certificate::from_der(&trailing).is_err());
         assert!(Certificate::from_der(&good[..good.len() - 1]).is_err());
+    }
+
+    // See: issue 13, found by the trust_der fuzz target: an outer signature algorithm whose NULL
+    // parameters carry another tag came back from OpenSSL's encoder as a different certificate.
+    #[test]
+    fn r13_pem_is_the_der_that_was_read() {
+        let der = include_bytes!(
+            "../../fuzz/regressions/trust_der/crash-5ca93da041f133b67f02767b1d92912b85c1fcdc"
+        );
+        let cert = Certificate::from_der(der).unwrap();
+        let pem = cert.to_pem().unwrap();
+        assert_eq!(Certificate::from_pem(&pem).unwrap().der(), der);
+        // And for an ordinary certificate, the same text OpenSSL writes.
+        let key = Keypair::generate(1024).unwrap();
+        let cert = Certificate::self_signed("a", &key, Validity::from_now(0, 60), CertMode::Modern)
+            .unwrap();
+        let openssl = String::from_utf8(cert.0.x509.to_pem().unwrap()).unwrap();
+        assert_eq!(cert.to_pem().unwrap(), openssl);
     }
 
     #[test]
