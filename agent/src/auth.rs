@@ -32,7 +32,16 @@ pub(crate) fn authenticate_any(
     ctx: &CallContext,
     credential: &str,
 ) -> Result<VerifiedCredential, RpcError> {
-    let verified = verifier.verify_any_credential_str(credential)?;
+    // A cached verdict is one lookup; anything else parses and checks signatures on the bounded
+    // CPU pool, comparing the TLS key with the caller GID before any RSA operation. Either form:
+    // a 2008 PEM chain or a GENI `signed-credential`, recognised by content.
+    let verified = match verifier.cached_any_credential(credential) {
+        Some(v) => v,
+        None => geni_rpc::run_blocking(|| {
+            verifier
+                .verify_any_credential_checked(credential, |caller| ctx.peer.require_caller(caller))
+        })?,
+    };
     ctx.peer.require_caller(verified.caller().gid())?;
     Ok(verified)
 }
@@ -45,7 +54,8 @@ pub(crate) fn authenticate_ticket(
     ticket: &str,
     node: &Hrn,
 ) -> Result<VerifiedTicket, RpcError> {
-    let verified = verifier.verify_ticket_str(ticket, Some(node))?;
+    // Tickets are not cached (each is redeemed once): always on the bounded CPU pool.
+    let verified = geni_rpc::run_blocking(|| verifier.verify_ticket_str(ticket, Some(node)))?;
     ctx.peer.require_caller(verified.caller().gid())?;
     Ok(verified)
 }

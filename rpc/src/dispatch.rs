@@ -3,6 +3,11 @@
 //!
 //! Handlers see the TLS peer's certificate ([`PeerIdentity`]) with every call, never shared
 //! server state: 2008 stored the caller on the server object, which threads then raced on.
+//!
+//! A multicall is bounded ([`Dispatcher::set_max_multicall`]) and isolates its sub-calls: each
+//! failure, and each success whose value XML-RPC cannot carry, becomes that entry's own fault
+//! while the others are answered. Errors answered as "internal error" are logged here with their
+//! full cause, since the peer sees none of it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +18,8 @@ use std::sync::Arc;
 
 use geni_xmlrpc::{Fault, MethodCall, MethodResponse, Struct, Value};
 
+use crate::error::{clean, is_internal};
+use crate::ratelimit::RateLimit;
 use crate::{RpcError, fault_of};
 
 /// What a handler returns.
@@ -56,10 +63,14 @@ struct Method {
 
 /// Name → handler, with `system.listMethods`, `system.methodHelp` and `system.multicall` built
 /// in.
-#[derive(Default)]
 pub struct Dispatcher {
     methods: BTreeMap<String, Method>,
+    max_multicall: usize,
+    internal_errors: RateLimit,
 }
+
+/// Most calls one `system.multicall` may carry unless configured otherwise.
+pub const DEFAULT_MAX_MULTICALL: usize = 64;
 
 const LIST_METHODS: &str = "system.listMethods";
 const METHOD_HELP: &str = "system.methodHelp";
@@ -130,9 +141,25 @@ impl fmt::Debug for PeerIdentity {
 
 // === impl Dispatcher ===
 
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Self {
+            methods: BTreeMap::new(),
+            max_multicall: DEFAULT_MAX_MULTICALL,
+            internal_errors: RateLimit::new(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
 impl Dispatcher {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Most calls one `system.multicall` may carry; a longer one is refused whole before any of
+    /// its calls runs (each call can cost a chain verification).
+    pub fn set_max_multicall(&mut self, max: usize) {
+        self.max_multicall = max;
     }
 
     /// Adds `name`. Names beginning with `system.` are reserved.
@@ -159,8 +186,24 @@ impl Dispatcher {
     pub async fn dispatch(&self, ctx: CallContext, call: MethodCall) -> MethodResponse {
         match self.run(ctx, &call.method, call.params).await {
             Ok(v) => MethodResponse::Success(v),
-            Err(e) => MethodResponse::Fault(fault_of(&e)),
+            Err(e) => MethodResponse::Fault(self.fault(&call.method, &e)),
         }
+    }
+
+    /// The fault for `err`, logging the cause of an internal error (the peer is told only that
+    /// there was one).
+    fn fault(&self, method: &str, err: &RpcError) -> Fault {
+        if is_internal(err)
+            && let Some(suppressed) = self.internal_errors.allow()
+        {
+            tracing::error!(
+                method = %clean(method, crate::MAX_FAULT_CHARS),
+                error = %clean(&err.to_string(), 4096),
+                suppressed,
+                "Internal error"
+            );
+        }
+        fault_of(err)
     }
 
     async fn run(
@@ -222,19 +265,40 @@ impl Dispatcher {
                 ));
             }
         };
+        if calls.len() > self.max_multicall {
+            return Err(RpcError::invalid_params(
+                MULTICALL,
+                format!(
+                    "{} calls is over the limit of {} per multicall",
+                    calls.len(),
+                    self.max_multicall
+                ),
+            ));
+        }
         let mut results = Vec::with_capacity(calls.len());
         for call in calls {
-            let outcome = match split_call(call) {
-                Ok((name, _)) if name == MULTICALL => Err(RpcError::invalid_params(
-                    MULTICALL,
-                    "system.multicall cannot be nested",
-                )),
-                Ok((name, params)) => Box::pin(self.run(ctx.clone(), &name, params)).await,
-                Err(e) => Err(e),
+            let (name, outcome) = match split_call(call) {
+                Ok((name, _)) if name == MULTICALL => {
+                    let e =
+                        RpcError::invalid_params(MULTICALL, "system.multicall cannot be nested");
+                    (name, Err(e))
+                }
+                Ok((name, params)) => {
+                    let outcome = Box::pin(self.run(ctx.clone(), &name, params)).await;
+                    (name, outcome)
+                }
+                Err(e) => (String::new(), Err(e)),
             };
+            // One entry XML-RPC cannot carry must not cost the other entries their answers.
+            let outcome = outcome.and_then(|v| {
+                match geni_xmlrpc::dumps_params(std::slice::from_ref(&v), true) {
+                    Ok(_) => Ok(v),
+                    Err(e) => Err(RpcError::Internal(format!("unencodable result: {e}"))),
+                }
+            });
             results.push(match outcome {
                 Ok(v) => Value::Array(vec![v]),
-                Err(e) => fault_value(&fault_of(&e)),
+                Err(e) => fault_value(&self.fault(&name, &e)),
             });
         }
         Ok(Value::Array(results))

@@ -28,13 +28,19 @@
 //! | 107 | the operation failed (the message says why and what to do) |
 #![forbid(unsafe_code)]
 
+mod admission;
+mod blocking;
 mod dispatch;
 mod error;
+mod ratelimit;
 mod server;
 mod tls;
 
-pub use dispatch::{CallContext, Dispatcher, Handler, HandlerFuture, PeerIdentity};
-pub use error::{RpcError, fault_of};
+pub use blocking::{cpu_workers, run_blocking, set_cpu_workers};
+pub use dispatch::{
+    CallContext, DEFAULT_MAX_MULTICALL, Dispatcher, Handler, HandlerFuture, PeerIdentity,
+};
+pub use error::{MAX_FAULT_CHARS, RpcError, clean, fault_of};
 pub use server::{DEFAULT_PORT, Limits, Server, ServerOptions, ShutdownHandle, termination_signal};
 pub use tls::{ServerAuth, ServerCheck, TlsIdentity};
 pub mod client;

@@ -5,15 +5,18 @@
 //! could start with the client's CA, as axum-server's OpenSSL backend does). HTTP is hyper's
 //! HTTP/1 (1.0 without a Host header included, as 2008's `httplib` sends), routed by axum: `POST
 //! /` and `POST /RPC2` reach the dispatcher, anything else is 404 or 405. Every limit is answered,
-//! never a crash: a body over the limit is 413, a body too slow is 408, headers too slow close the
-//! connection, XML too deep or with a DOCTYPE is a fault, connections over the limit are closed at
-//! accept. On shutdown the listeners stop, in-flight calls finish, idle connections close.
+//! never a crash: a body over the limit is 413, a body too slow is 408, a body that finds the
+//! server's memory for bodies in use waits and then gets 503, headers too slow close the
+//! connection, a write that makes no progress or a keep-alive connection left idle closes it, XML
+//! too deep or with a DOCTYPE is a fault. Which connections are kept is [`crate::admission`]'s
+//! decision: a share per peer address, and the oldest connection that has sent no request is
+//! evicted when the pool is full. On shutdown the listeners stop, in-flight calls finish, idle
+//! connections close.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -21,17 +24,19 @@ use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, field};
 
 use crate::RpcError;
+use crate::admission::{Admission, Guarded, Refusal, Slot};
 use crate::dispatch::{CallContext, Dispatcher, PeerIdentity};
+use crate::ratelimit::RateLimit;
 use crate::tls::{TlsIdentity, server_config};
 
 /// The port 2008's servers listened on.
@@ -46,7 +51,23 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// The handshake and first-headers deadline of a connection accepted while the pool is more
+    /// than three quarters full: under a flood, an unfinished connection gets less time.
+    pub pressure_timeout: Duration,
+    /// A write that makes no progress for this long ends the connection (a peer that does not
+    /// read its answers).
+    pub write_timeout: Duration,
+    /// A keep-alive connection with no request in flight that sends nothing for this long is
+    /// closed.
+    pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one peer address may hold at once.
+    pub max_connections_per_peer: usize,
+    /// Request body bytes buffered across all connections; a body that would go over waits
+    /// (up to its body timeout) and is then answered 503.
+    pub max_bytes_in_flight: usize,
+    /// Calls one `system.multicall` may carry.
+    pub max_multicall: usize,
     /// How long shutdown waits for in-flight calls.
     pub drain_timeout: Duration,
 }
@@ -59,7 +80,13 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            pressure_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_connections_per_peer: 64,
+            max_bytes_in_flight: 64 * 1024 * 1024,
+            max_multicall: crate::DEFAULT_MAX_MULTICALL,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -110,7 +137,9 @@ pub struct ShutdownHandle(watch::Sender<bool>);
 struct Shared {
     dispatcher: Dispatcher,
     limits: Limits,
-    connections: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    /// Request body bytes buffered across all connections, one permit a byte.
+    body_budget: Arc<Semaphore>,
     warnings: RateLimit,
 }
 
@@ -121,8 +150,9 @@ impl Server {
     pub async fn bind(
         options: ServerOptions,
         identity: &TlsIdentity,
-        dispatcher: Dispatcher,
+        mut dispatcher: Dispatcher,
     ) -> Result<Self, RpcError> {
+        dispatcher.set_max_multicall(options.limits.max_multicall);
         let tcp = match options.tcp {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -143,7 +173,18 @@ impl Server {
         let acceptor = TlsAcceptor::from(server_config(identity)?);
         let shared = Arc::new(Shared {
             dispatcher,
-            connections: Arc::new(Semaphore::new(options.limits.max_connections)),
+            admission: Arc::new(Admission::new(
+                options.limits.max_connections,
+                options.limits.max_connections_per_peer,
+            )),
+            // Never below one body, or a full-size body could wait forever.
+            body_budget: Arc::new(Semaphore::new(
+                options
+                    .limits
+                    .max_bytes_in_flight
+                    .max(options.limits.max_body_bytes)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             limits: options.limits,
             warnings: RateLimit::new(Duration::from_secs(1)),
         });
@@ -204,14 +245,7 @@ impl Server {
         if let Some(path) = unix_path {
             let _ = std::fs::remove_file(path);
         }
-        // Every connection holds a permit until it ends: holding them all means all are done.
-        let all = u32::try_from(shared.limits.max_connections).unwrap_or(u32::MAX);
-        match tokio::time::timeout(
-            shared.limits.drain_timeout,
-            shared.connections.acquire_many(all),
-        )
-        .await
-        {
+        match tokio::time::timeout(shared.limits.drain_timeout, shared.admission.drained()).await {
             Ok(_) => tracing::info!("All connections closed"),
             Err(_) => tracing::warn!("Shutdown: connections still open after the drain timeout"),
         }
@@ -317,12 +351,25 @@ async fn accept_loop<L: Listener>(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
-            if let Some(n) = shared.warnings.allow() {
-                tracing::warn!(peer.addr = ?remote, limit = shared.limits.max_connections, suppressed = n, "Connection refused: too many connections");
+        let slot = match shared.admission.admit(remote.map(|a| a.ip())) {
+            Ok(slot) => Arc::new(slot),
+            Err(refusal) => {
+                if let Some(n) = shared.warnings.allow() {
+                    let (limit, why) = match refusal {
+                        Refusal::PeerFull => (
+                            shared.limits.max_connections_per_peer,
+                            "Connection refused: too many from this address",
+                        ),
+                        Refusal::PoolFull => (
+                            shared.limits.max_connections,
+                            "Connection refused: every connection has sent a request",
+                        ),
+                    };
+                    tracing::warn!(peer.addr = ?remote, limit, suppressed = n, "{why}");
+                }
+                drop(io);
+                continue;
             }
-            drop(io);
-            continue;
         };
         let span = tracing::info_span!("conn", peer.addr = ?remote, peer.subject = field::Empty);
         let task = connection(
@@ -332,11 +379,18 @@ async fn accept_loop<L: Listener>(
             acceptor.clone(),
             router.clone(),
             shutdown.clone(),
+            Arc::clone(&slot),
         );
         tokio::spawn(
             async move {
-                task.await;
-                drop(permit);
+                tokio::select! {
+                    () = task => {}
+                    () = slot.evicted() => {
+                        tracing::debug!("Connection evicted: the pool is full and it had sent no request");
+                    }
+                }
+                // The slot (and its place in the pool) goes when the last reference does.
+                drop(slot);
             }
             .instrument(span),
         );
@@ -350,8 +404,25 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     acceptor: TlsAcceptor,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
+    slot: Arc<Slot>,
 ) {
-    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(io));
+    let limits = &shared.limits;
+    // Under a flood, an unfinished connection gets less time to finish.
+    let (handshake_timeout, header_timeout) = if slot.under_pressure {
+        (
+            limits.pressure_timeout.min(limits.handshake_timeout),
+            limits.pressure_timeout.min(limits.header_timeout),
+        )
+    } else {
+        (limits.handshake_timeout, limits.header_timeout)
+    };
+    let io = Guarded::new(
+        io,
+        limits.write_timeout,
+        limits.idle_timeout,
+        slot.in_flight(),
+    );
+    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(io));
     // A peer that never finishes its handshake must not hold up shutdown.
     let handshake = tokio::select! {
         r = handshake => r,
@@ -391,10 +462,25 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     tracing::debug!("Connection accepted");
     let ctx = CallContext { peer, remote };
     let service = TowerToHyperService::new(router.layer(Extension(ctx)));
+    // A request has come in: the connection is no longer evictable, and while the handler
+    // runs the idle timeout is off.
+    let service = hyper::service::service_fn(move |req| {
+        slot.activate();
+        let busy = slot.busy();
+        let call = hyper::service::Service::call(&service, req);
+        async move {
+            let response = call.await;
+            drop(busy);
+            response
+        }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_timeout)
+        // hyper's read buffer otherwise grows to ~400 KiB per connection (400 MiB for a full
+        // pool of peers streaming bodies); bodies are read through it a buffer at a time.
+        .max_buf_size(16 * 1024)
+        .header_read_timeout(header_timeout)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
@@ -439,25 +525,15 @@ async fn rpc(
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return too_large(limits.max_body_bytes);
     }
-    let body = Limited::new(req.into_body(), limits.max_body_bytes);
-    let bytes = match tokio::time::timeout(limits.body_timeout, body.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(limits.max_body_bytes);
-        }
-        Ok(Err(_)) => {
-            return (StatusCode::BAD_REQUEST, "request body could not be read\n").into_response();
-        }
-        Err(_) => {
-            return (
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within {:?}\n",
-                    limits.body_timeout
-                ),
-            )
-                .into_response();
-        }
+    // Held until the answer is built: the body and what is decoded from it stay in memory.
+    // A body of unknown length (chunked) may be as long as the limit.
+    let reserve = declared.map_or(limits.max_body_bytes, |n| {
+        usize::try_from(n).unwrap_or(limits.max_body_bytes)
+    });
+    let read = read_body(req.into_body(), reserve, limits, &shared.body_budget).await;
+    let (bytes, _budget) = match read {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let started = Instant::now();
     let xml_limits = geni_xmlrpc::Limits {
@@ -476,7 +552,8 @@ async fn rpc(
         Ok(text) => match geni_xmlrpc::parse_method_call(text, &xml_limits) {
             Err(e) => fault_response(&RpcError::Parse(e), "?"),
             Ok(call) => {
-                let method = call.method.clone();
+                // Peer bytes of any length: the log gets them escaped and clipped.
+                let method = crate::clean(&call.method, crate::MAX_FAULT_CHARS);
                 let outcome = shared.dispatcher.dispatch(ctx, call).await;
                 match &outcome {
                     geni_xmlrpc::MethodResponse::Success(_) => {
@@ -515,54 +592,71 @@ fn encode(outcome: &geni_xmlrpc::MethodResponse) -> Response {
     }
 }
 
+/// Reads a request body within the size limit, the body timeout and the server's budget of
+/// bytes in flight. The body's whole length (`reserve`: declared, or the limit when unknown) is
+/// taken from the budget before a byte is read: taking it as bytes arrive let a flood of bodies
+/// each hold a part of the budget and none finish. When the budget is in use the body waits, and
+/// at its deadline is answered 503.
+async fn read_body(
+    mut body: axum::body::Body,
+    reserve: usize,
+    limits: &Limits,
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
+    let deadline = tokio::time::Instant::now() + limits.body_timeout;
+    let n = u32::try_from(reserve.min(limits.max_body_bytes)).unwrap_or(u32::MAX);
+    let held = match budget.clone().try_acquire_many_owned(n) {
+        Ok(p) => p,
+        Err(_) => {
+            match tokio::time::timeout_at(deadline, budget.clone().acquire_many_owned(n)).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "1")],
+                        "server busy: its memory for request bodies is in use; retry\n",
+                    )
+                        .into_response());
+                }
+            }
+        }
+    };
+    let mut bytes = Vec::with_capacity(reserve.min(limits.max_body_bytes));
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return Ok((bytes, held)),
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(_))) => {
+                return Err(
+                    (StatusCode::BAD_REQUEST, "request body could not be read\n").into_response(),
+                );
+            }
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "request body not received within {:?}\n",
+                        limits.body_timeout
+                    ),
+                )
+                    .into_response());
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        // Never more than was reserved (hyper holds a declared length to its word).
+        if bytes.len() + data.len() > limits.max_body_bytes.min(reserve.max(1)) {
+            return Err(too_large(limits.max_body_bytes));
+        }
+        bytes.extend_from_slice(&data);
+    }
+}
+
 fn too_large(limit: usize) -> Response {
     (
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body over the limit of {limit} bytes\n"),
     )
         .into_response()
-}
-
-// === rate-limited warnings ===
-
-/// Lets one warning through per interval and counts the ones it held back, so that a peer
-/// cannot flood the log (or journald) by failing handshakes.
-#[derive(Debug)]
-struct RateLimit {
-    interval_ms: u64,
-    epoch: Instant,
-    next_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl RateLimit {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            epoch: Instant::now(),
-            next_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last one)` when a warning may be logged now.
-    fn allow(&self) -> Option<u64> {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next_ms.load(Ordering::Relaxed);
-        if now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now.saturating_add(self.interval_ms),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        None
-    }
 }

@@ -7,7 +7,9 @@
 //! neither v1 certificates nor, with ring, RSA keys under 2048 bits, so this module checks
 //! handshake signatures with OpenSSL against the certificate's public key alone, and signs our own
 //! side with OpenSSL too (2008-shaped authority keys are 1024-bit). Trust in a key is decided by
-//! the application, never by its size here.
+//! the application; what is decided here is cost: an RSA key outside `geni-trust`'s key policy
+//! (1024–8192 bits, odd exponent up to 2^32) is refused before its signature is checked, since a
+//! 16,384-bit key or a 3071-bit exponent makes each handshake cost a peer-chosen amount of CPU.
 //!
 //! Clients authenticate the server by pinning its key or certificate; accepting any server is a
 //! `danger_` choice that must be named.
@@ -289,10 +291,39 @@ fn ec_verify(
         .unwrap_or(false)
 }
 
+/// The certificate's public key, if it passes the key policy: RSA keys by `geni-trust`'s rule,
+/// EC keys on P-256 or P-384 and Ed25519 (fixed cost); nothing else.
 fn public_key(cert: &CertificateDer<'_>) -> Result<PKey<Public>, TlsError> {
-    X509::from_der(cert.as_ref())
+    let key = X509::from_der(cert.as_ref())
         .and_then(|x| x.public_key())
-        .map_err(|_| TlsError::InvalidCertificate(rustls::CertificateError::BadEncoding))
+        .map_err(|_| TlsError::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    let refused = |reason: String| {
+        TlsError::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(CheckFailed(reason)),
+        )))
+    };
+    match key.id() {
+        Id::RSA => {
+            let e = key
+                .rsa()
+                .map_err(|_| TlsError::InvalidCertificate(rustls::CertificateError::BadEncoding))?
+                .e()
+                .to_vec();
+            geni_trust::check_rsa_key(key.bits(), &e).map_err(refused)?;
+        }
+        Id::EC => {
+            let curve = key.ec_key().ok().and_then(|k| k.group().curve_name());
+            if !matches!(
+                curve,
+                Some(openssl::nid::Nid::X9_62_PRIME256V1 | openssl::nid::Nid::SECP384R1)
+            ) {
+                return Err(refused("EC key not on P-256 or P-384".into()));
+            }
+        }
+        Id::ED25519 => {}
+        _ => return Err(refused("unsupported public key type".into())),
+    }
+    Ok(key)
 }
 
 // === server side: any client certificate ===
@@ -474,5 +505,59 @@ impl rustls::client::ResolvesClientCert for Fixed {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::rsa::Rsa;
+
+    use super::*;
+
+    /// A certificate for (n, e) with `n` random and odd: refused or not before any signature.
+    fn cert_for(bits: i32, e: BigNum) -> CertificateDer<'static> {
+        let mut n = BigNum::new().unwrap();
+        n.rand(bits, MsbOption::ONE, true).unwrap();
+        let key = PKey::from_rsa(Rsa::from_public_components(n, e).unwrap()).unwrap();
+        let signer = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "m")
+            .unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        b.set_not_before(&now).unwrap();
+        b.set_not_after(&now).unwrap();
+        b.sign(&signer, MessageDigest::sha256()).unwrap();
+        CertificateDer::from(b.build().to_der().unwrap())
+    }
+
+    // See: issue 13 ("the TLS client-certificate verifier has the same gap").
+    #[test]
+    fn r13_the_client_verifier_applies_the_key_policy() {
+        let f4 = || BigNum::from_u32(65537).unwrap();
+        let mut huge = BigNum::new().unwrap();
+        huge.rand(3071, MsbOption::ONE, true).unwrap();
+        let now = UnixTime::now();
+        let verdict = |cert: &CertificateDer<'_>| {
+            AnyClientCert
+                .verify_client_cert(cert, &[], now)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(verdict(&cert_for(2048, f4())), Ok(()));
+        assert_eq!(verdict(&cert_for(8192, f4())), Ok(()));
+        for (cert, expected) in [
+            (cert_for(16384, f4()), "16384 bits"),
+            (cert_for(3072, huge), "exponent of 3071 bits"),
+            (cert_for(2048, BigNum::from_u32(4).unwrap()), "even"),
+        ] {
+            let e = verdict(&cert).unwrap_err();
+            assert!(e.contains(expected), "{e}");
+        }
     }
 }

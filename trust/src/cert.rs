@@ -103,6 +103,13 @@ impl Validity {
 
 impl Certificate {
     pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
+        // OpenSSL ignores bytes after the certificate; they would be kept (and digested) here.
+        if der::tlv(der).ok().and_then(|(h, l)| h.checked_add(l)) != Some(der.len()) {
+            return Err(TrustError::decode(
+                "certificate",
+                "not exactly one DER certificate",
+            ));
+        }
         let x509 =
             X509::from_der(der).map_err(|e| TrustError::decode("certificate", first_reason(&e)))?;
         Self::from_x509(x509, der.to_vec())
@@ -145,6 +152,9 @@ impl Certificate {
             .map_err(|e| TrustError::decode(subject.clone(), first_reason(&e)))?;
         let spki =
             der::spki(&der).ok_or_else(|| TrustError::decode(subject.clone(), "no public key"))?;
+        // Before any signature is checked with it: the key's size and exponent bound the cost.
+        crate::keys::check_spki(spki)
+            .map_err(|reason| TrustError::decode(subject.clone(), reason))?;
         let public_key = PublicKey::from_parts(key, spki.to_vec());
         let san_uris = x509
             .subject_alt_names()
@@ -259,17 +269,25 @@ impl Certificate {
         &self.0.der
     }
 
-    /// PEM exactly as pyOpenSSL's `dump_certificate` wrote it (64-column base64, trailing newline).
+    /// PEM exactly as pyOpenSSL's `dump_certificate` wrote it (64-column base64, trailing newline),
+    /// of the very DER this certificate was read from. OpenSSL's own encoder re-encodes the parts
+    /// it parsed loosely (the fuzzer found an outer signature algorithm whose parameters came back
+    /// with another tag), so a chain written out would not be the chain that was read.
     pub fn to_pem(&self) -> Result<String, TrustError> {
-        let pem = self
-            .0
-            .x509
-            .to_pem()
-            .map_err(crypto("encoding a certificate"))?;
-        String::from_utf8(pem).map_err(|_| TrustError::Encode {
-            what: self.0.subject.clone(),
-            reason: "PEM is not ASCII".into(),
-        })
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.0.der);
+        let mut pem =
+            String::with_capacity(b64.len() + b64.len() / 64 + BEGIN.len() + END.len() + 4);
+        pem.push_str(BEGIN);
+        pem.push('\n');
+        for line in b64.as_bytes().chunks(64) {
+            // base64 output is ASCII.
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str(END);
+        pem.push('\n');
+        Ok(pem)
     }
 
     /// Identity of this parsed certificate (shared by its clones), for memoising checks within
@@ -375,22 +393,41 @@ pub fn format_utc(t: i64) -> String {
 
 // === chains ===
 
+/// What may come before a chain's first PEM block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leading {
+    /// Whitespace only: text from a peer. Junk in front of a credential cost nothing to send
+    /// and used to be kept, whole, in the verdict cache.
+    Whitespace,
+    /// Any text without a PEM marker in it: files, some of which later SFA tools prefixed with a
+    /// description.
+    Text,
+}
+
 /// Splits chain text into certificates, child first. Accepts `-----parent-----` separators and
-/// plain concatenation, leading text before the first PEM (later SFA files had some), and
-/// whitespace; anything else between certificates, a PEM without its END line, or more than
-/// [`MAX_CHAIN_LEN`] certificates is an error.
+/// plain concatenation, whitespace, and what `leading` allows before the first PEM; anything else
+/// between certificates, a PEM marker that is not a certificate's (`-----BEGIN CERTIFICBTE-----`),
+/// a PEM without its END line, or more than [`MAX_CHAIN_LEN`] certificates is an error naming
+/// the block. A damaged label is never skipped: skipping it would make the next certificate the
+/// leaf.
 pub(crate) fn split_chain(
     text: &str,
     what: &str,
+    leading: Leading,
     memo: &mut Memo,
 ) -> Result<Vec<Certificate>, TrustError> {
     let err = |reason: &str| TrustError::decode(what, reason);
     if text.trim().is_empty() {
         return Err(err("empty input"));
     }
-    let Some(first) = text.find(BEGIN) else {
-        return Err(err("no PEM certificate found"));
+    let first = match text.find("-----") {
+        Some(at) if text[at..].starts_with(BEGIN) => at,
+        Some(at) => return Err(err(&damaged_label(&text[at..], 0))),
+        None => return Err(err("no PEM certificate found")),
     };
+    if leading == Leading::Whitespace && !text[..first].trim().is_empty() {
+        return Err(err("text before the first PEM certificate"));
+    }
     let mut rest = &text[first..];
     let mut out = Vec::new();
     loop {
@@ -398,13 +435,16 @@ pub(crate) fn split_chain(
             return Err(err("chain has too many certificates"));
         }
         let body = &rest[BEGIN.len()..];
-        let Some(end) = body.find(END) else {
-            return Err(err("truncated PEM (no END CERTIFICATE line)"));
+        let Some(marker) = body.find("-----") else {
+            return Err(err(&format!(
+                "certificate {}: truncated PEM (no END CERTIFICATE line)",
+                out.len()
+            )));
         };
-        if body[..end].contains(BEGIN) {
-            return Err(err("truncated PEM (BEGIN without END)"));
+        if !body[marker..].starts_with(END) {
+            return Err(err(&damaged_label(&body[marker..], out.len())));
         }
-        let block_len = BEGIN.len() + end + END.len();
+        let block_len = BEGIN.len() + marker + END.len();
         let cert = memo.certificate(&rest[..block_len]).map_err(|e| match e {
             TrustError::Decode { reason, .. } => {
                 err(&format!("certificate {}: {reason}", out.len()))
@@ -420,11 +460,58 @@ pub(crate) fn split_chain(
             .strip_prefix(PARENT_SEPARATOR)
             .unwrap_or(after)
             .trim_start();
+        if after.starts_with("-----") && !after.starts_with(BEGIN) {
+            return Err(err(&damaged_label(after, out.len())));
+        }
         if !after.starts_with(BEGIN) {
-            return Err(err("unexpected text after a certificate"));
+            return Err(err(&format!(
+                "unexpected text after certificate {}",
+                out.len() - 1
+            )));
         }
         rest = after;
     }
+}
+
+/// SHA-256 over a chain's certificates exactly as [`split_chain`] reads them from peer text (each
+/// block's base64 with its lines trimmed, prefixed by its length), without parsing any: the
+/// verdict cache's key. The same certificates give the same digest whatever the separators or
+/// the whitespace around blocks; a different certificate anywhere gives another. `None` when the
+/// text is not a well-formed chain (a parse then says why).
+pub(crate) fn chain_digest(text: &str) -> Option<[u8; 32]> {
+    let mut canonical = Vec::with_capacity(text.len());
+    let mut rest = text.trim_start();
+    for _ in 0..MAX_CHAIN_LEN {
+        let body = rest.strip_prefix(BEGIN)?;
+        let marker = body.find("-----")?;
+        if !body[marker..].starts_with(END) {
+            return None;
+        }
+        let start = canonical.len();
+        canonical.extend_from_slice(&[0; 8]);
+        for line in body[..marker].lines() {
+            canonical.extend_from_slice(line.trim().as_bytes());
+        }
+        let len = u64::try_from(canonical.len() - start - 8).ok()?;
+        canonical[start..start + 8].copy_from_slice(&len.to_be_bytes());
+        let after = body[marker + END.len()..].trim_start();
+        if after.is_empty() {
+            return Some(openssl::sha::sha256(&canonical));
+        }
+        rest = after
+            .strip_prefix(PARENT_SEPARATOR)
+            .unwrap_or(after)
+            .trim_start();
+    }
+    None
+}
+
+/// The message for a PEM marker at the start of `at` that is not the one expected in block
+/// `index`, quoting the marker (at most one line of it; the fault layer escapes and clips).
+fn damaged_label(at: &str, index: usize) -> String {
+    let line = at.lines().next().unwrap_or_default();
+    let line: String = line.chars().take(64).collect();
+    format!("certificate {index}: damaged or unexpected PEM label {line:?}")
 }
 
 /// Certificates already parsed during one top-level parse, by PEM text. A 2008 credential
@@ -580,7 +667,7 @@ mod der {
     }
 
     /// Splits one TLV at the start of `data` into (header length, content length).
-    fn tlv(data: &[u8]) -> Result<(usize, usize), TrustError> {
+    pub(super) fn tlv(data: &[u8]) -> Result<(usize, usize), TrustError> {
         let first = *data.get(1).ok_or_else(malformed)?;
         if first < 0x80 {
             return Ok((2, usize::from(first)));
@@ -716,17 +803,18 @@ mod tests {
 
     #[test]
     fn chain_text_errors_are_clear() {
-        let e = split_chain("", "x", &mut Memo::default())
+        let e = split_chain("", "x", Leading::Whitespace, &mut Memo::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = split_chain("hello", "x", &mut Memo::default())
+        let e = split_chain("hello", "x", Leading::Text, &mut Memo::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("no PEM"), "{e}");
         let e = split_chain(
             "-----BEGIN CERTIFICATE-----\nMIIB",
             "x",
+            Leading::Whitespace,
             &mut Memo::default(),
         )
         .unwrap_err()
@@ -735,11 +823,156 @@ mod tests {
         let e = split_chain(
             "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
             "x",
+            Leading::Whitespace,
             &mut Memo::default(),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("certificate 0"), "{e}");
+    }
+
+    fn two_pems() -> (String, String) {
+        let key = Keypair::generate(1024).unwrap();
+        let pem = |cn: &str| {
+            Certificate::self_signed(cn, &key, Validity::from_now(0, 60), CertMode::Modern)
+                .unwrap()
+                .to_pem()
+                .unwrap()
+        };
+        (pem("child"), pem("parent"))
+    }
+
+    // See: issue 12 (a damaged label must not be skipped) and issue 13 (junk before the PEM).
+    #[test]
+    fn r13_damaged_labels_and_leading_junk_are_refused() {
+        let (child, parent) = two_pems();
+        let ok = format!("\n  {child}{PARENT_SEPARATOR}{parent}");
+        let chain = split_chain(&ok, "x", Leading::Whitespace, &mut Memo::default()).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0].subject(), "child");
+
+        let damaged = |pem: &str, from: &str, to: &str| pem.replacen(from, to, 1);
+        let cases = [
+            // The leaf's BEGIN label: skipping it would make the parent the leaf.
+            (
+                format!(
+                    "{}{PARENT_SEPARATOR}{parent}",
+                    damaged(&child, "BEGIN CERTIFICATE", "BEGIN CERTIFICBTE")
+                ),
+                "certificate 0: damaged or unexpected PEM label \"-----BEGIN CERTIFICBTE-----\"",
+            ),
+            (
+                format!(
+                    "{}{PARENT_SEPARATOR}{parent}",
+                    damaged(&child, "END CERTIFICATE", "END CERTIFICBTE")
+                ),
+                "certificate 0: damaged or unexpected PEM label \"-----END CERTIFICBTE-----\"",
+            ),
+            (
+                format!(
+                    "{child}{PARENT_SEPARATOR}{}",
+                    damaged(&parent, "BEGIN CERTIFICATE", "BEGIN CERTIFICBTE")
+                ),
+                "certificate 1: damaged or unexpected PEM label \"-----BEGIN CERTIFICBTE-----\"",
+            ),
+            (
+                format!("{child}-----parnet-----{parent}"),
+                "certificate 1: damaged or unexpected PEM label \"-----parnet-----",
+            ),
+            (
+                format!("{child}junk{parent}"),
+                "unexpected text after certificate 0",
+            ),
+        ];
+        for (text, expected) in &cases {
+            for leading in [Leading::Whitespace, Leading::Text] {
+                let e = split_chain(text, "x", leading, &mut Memo::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains(expected), "{e}");
+            }
+        }
+
+        let junk = format!("{}{child}", "j".repeat(1000));
+        let e = split_chain(&junk, "x", Leading::Whitespace, &mut Memo::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("text before the first PEM"), "{e}");
+        // A file may carry a description first.
+        let chain = split_chain(&junk, "x", Leading::Text, &mut Memo::default()).unwrap();
+        assert_eq!(chain.len(), 1);
+    }
+
+    /// A certificate for the RSA public key (n, e) with `n` random and odd of `bits` bits, signed
+    /// by a real key: no private key for (n, e) is needed to be refused.
+    fn cert_for_modulus(bits: i32, e: &BigNum) -> Vec<u8> {
+        let mut n = BigNum::new().unwrap();
+        n.rand(bits, openssl::bn::MsbOption::ONE, true).unwrap();
+        let rsa =
+            openssl::rsa::Rsa::from_public_components(n, BigNum::from_slice(&e.to_vec()).unwrap())
+                .unwrap();
+        let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+        let signer = Keypair::generate(1024).unwrap();
+        let name = cn_name("mallory", CertMode::Modern).unwrap();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(signer.pkey(), MessageDigest::sha256()).unwrap();
+        b.build().to_der().unwrap()
+    }
+
+    // See: issue 13 (a 3071-bit exponent and a 16,384-bit key were accepted).
+    #[test]
+    fn r13_keys_outside_the_policy_are_refused_at_parse() {
+        let f4 = BigNum::from_u32(65537).unwrap();
+        let mut huge_e = BigNum::new().unwrap();
+        huge_e
+            .rand(3071, openssl::bn::MsbOption::ONE, true)
+            .unwrap();
+        let cases = [
+            (cert_for_modulus(16384, &f4), "16384 bits"),
+            (cert_for_modulus(512, &f4), "512 bits"),
+            (cert_for_modulus(3072, &huge_e), "exponent of 3071 bits"),
+            (
+                cert_for_modulus(2048, &BigNum::from_u32(65536).unwrap()),
+                "even",
+            ),
+        ];
+        for (der, expected) in &cases {
+            let e = Certificate::from_der(der).unwrap_err();
+            assert!(matches!(e, TrustError::Decode { .. }), "{e:?}");
+            assert!(e.to_string().contains(expected), "{e}");
+        }
+        let good = cert_for_modulus(8192, &f4);
+        assert!(Certificate::from_der(&good).is_ok());
+        // Bytes after the certificate are not part of it.
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(Certificate::from_der(&trailing).is_err());
+        assert!(Certificate::from_der(&good[..good.len() - 1]).is_err());
+    }
+
+    // See: issue 13, found by the trust_der fuzz target: an outer signature algorithm whose NULL
+    // parameters carry another tag came back from OpenSSL's encoder as a different certificate.
+    #[test]
+    fn r13_pem_is_the_der_that_was_read() {
+        let der = include_bytes!(
+            "../../fuzz/regressions/trust_der/crash-5ca93da041f133b67f02767b1d92912b85c1fcdc"
+        );
+        let cert = Certificate::from_der(der).unwrap();
+        let pem = cert.to_pem().unwrap();
+        assert_eq!(Certificate::from_pem(&pem).unwrap().der(), der);
+        // And for an ordinary certificate, the same text OpenSSL writes.
+        let key = Keypair::generate(1024).unwrap();
+        let cert = Certificate::self_signed("a", &key, Validity::from_now(0, 60), CertMode::Modern)
+            .unwrap();
+        let openssl = String::from_utf8(cert.0.x509.to_pem().unwrap()).unwrap();
+        assert_eq!(cert.to_pem().unwrap(), openssl);
     }
 
     #[test]

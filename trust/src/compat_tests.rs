@@ -273,7 +273,16 @@ fn plain_and_separator_chain_forms_read_alike() {
     let cred = Credential::parse(&text).unwrap();
     let plain = cred.to_chain_string(ChainForm::Plain).unwrap();
     assert!(!plain.contains("-----parent-----"));
-    let back =
-        Credential::parse(&format!("leading text from `openssl x509 -text`\n{plain}")).unwrap();
+    let back = Credential::parse(&plain).unwrap();
+    assert_eq!(back.to_chain_string(ChainForm::Separator).unwrap(), text);
+    // Leading text (`openssl x509 -text` output, as later SFA files had) is read from a file,
+    // and refused from a peer (issue 13: it cost nothing to send and was cached whole).
+    let described = format!("leading text from `openssl x509 -text`\n{plain}");
+    let e = Credential::parse(&described).unwrap_err().to_string();
+    assert!(e.contains("text before the first PEM"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("described.cred");
+    std::fs::write(&path, &described).unwrap();
+    let back = Credential::load(&path).unwrap();
     assert_eq!(back.to_chain_string(ChainForm::Separator).unwrap(), text);
 }

@@ -8,7 +8,7 @@
 
 use geni_xmlrpc::{Limits, Struct, Value, dumps_params, parse_params};
 
-use crate::cert::{CertSpec, Certificate, ChainForm, Memo, join_chain, split_chain};
+use crate::cert::{CertSpec, Certificate, ChainForm, Leading, Memo, join_chain, split_chain};
 use crate::{CertMode, Hrn, Keypair, PublicKey, TrustError, Validity, urn_to_hrn};
 
 /// A GID with its parent chain (parents are GIDs too, as 2008 re-read them).
@@ -33,19 +33,33 @@ pub fn new_uuid() -> Result<String, TrustError> {
 impl Gid {
     /// Reads a GID chain (either chain form).
     pub fn parse(text: &str) -> Result<Self, TrustError> {
-        Self::parse_named(text, "GID")
+        Self::parse_named(text, "GID", Leading::Whitespace)
     }
 
-    pub(crate) fn parse_named(text: &str, what: &str) -> Result<Self, TrustError> {
-        Self::parse_in(text, what, &mut Memo::default())
+    pub(crate) fn parse_named(
+        text: &str,
+        what: &str,
+        leading: Leading,
+    ) -> Result<Self, TrustError> {
+        Self::parse_with(text, what, leading, &mut Memo::default())
     }
 
-    /// Parses within one top-level parse: credentials repeat the same GID chains in every link.
+    /// Parses a GID embedded in another object, within its top-level parse: credentials repeat
+    /// the same GID chains in every link.
     pub(crate) fn parse_in(text: &str, what: &str, memo: &mut Memo) -> Result<Self, TrustError> {
+        Self::parse_with(text, what, Leading::Whitespace, memo)
+    }
+
+    fn parse_with(
+        text: &str,
+        what: &str,
+        leading: Leading,
+        memo: &mut Memo,
+    ) -> Result<Self, TrustError> {
         if let Some(g) = memo.gids.get(text) {
             return Ok(g.clone());
         }
-        let certs = split_chain(text, what, memo)?;
+        let certs = split_chain(text, what, leading, memo)?;
         // The chain is built from the top down; say first what the leaf is when it is no GID
         // ("this is a ticket, not a GID" rather than a complaint about its parent).
         if let Some(leaf) = certs.first().filter(|c| c.xmlrpc_payload().is_some()) {
@@ -58,7 +72,7 @@ impl Gid {
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrustError> {
         let text = read_text(path)?;
-        Self::parse_named(&text, &format!("GID {}", path.display()))
+        Self::parse_named(&text, &format!("GID {}", path.display()), Leading::Text)
     }
 
     fn from_cert(cert: Certificate, parent: Option<Box<Self>>) -> Result<Self, TrustError> {
@@ -257,10 +271,20 @@ pub(crate) fn chain_from<T>(
 /// Builds one link of an object chain from its certificate and its parent.
 pub(crate) type MakeLink<T> = fn(Certificate, Option<Box<T>>, &mut Memo) -> Result<T, TrustError>;
 
-/// Parses an object chain whose links embed GIDs (credentials, tickets), sharing one memo.
+/// Parses an object chain whose links embed GIDs (credentials, tickets), sharing one memo. Text
+/// from a peer: nothing but whitespace may precede the first certificate.
 pub(crate) fn parse_object<T>(text: &str, what: &str, make: MakeLink<T>) -> Result<T, TrustError> {
+    parse_object_with(text, what, Leading::Whitespace, make)
+}
+
+fn parse_object_with<T>(
+    text: &str,
+    what: &str,
+    leading: Leading,
+    make: MakeLink<T>,
+) -> Result<T, TrustError> {
     let mut memo = Memo::default();
-    let certs = split_chain(text, what, &mut memo)?;
+    let certs = split_chain(text, what, leading, &mut memo)?;
     chain_from(certs, |c, p| make(c, p, &mut memo))
 }
 
@@ -271,7 +295,12 @@ pub(crate) fn load_object<T>(
     make: MakeLink<T>,
 ) -> Result<T, TrustError> {
     let text = read_text(path)?;
-    parse_object(&text, &format!("{what} {}", path.display()), make)
+    parse_object_with(
+        &text,
+        &format!("{what} {}", path.display()),
+        Leading::Text,
+        make,
+    )
 }
 
 pub(crate) fn chain_string<T: Chained>(obj: &T, form: ChainForm) -> Result<String, TrustError> {
@@ -386,7 +415,7 @@ impl ObjectKind {
 
     /// The kind of the leaf of `text`, judged by [`ObjectKind::of_payload`].
     pub fn detect(text: &str) -> Result<Self, TrustError> {
-        let certs = split_chain(text, "object", &mut Memo::default())?;
+        let certs = split_chain(text, "object", Leading::Text, &mut Memo::default())?;
         let Some(leaf) = certs.first() else {
             return Err(TrustError::decode("object", "no certificate"));
         };

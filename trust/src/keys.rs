@@ -5,6 +5,11 @@
 //! that form or PKCS#8; public keys are SubjectPublicKeyInfo PEM, as 2008's M2Crypto expected.
 //! A private key file is created mode 0600 and refused on load when group or others can read it,
 //! because a key others can read is a key that is no longer anyone's identity.
+//!
+//! Every public key read from outside passes the key policy ([`check_rsa_key`]) when it is
+//! parsed: RSA only, 1024 to 8192 bits, an odd public exponent from 3 to 2^32. Verification cost
+//! grows with the exponent's size and the square of the modulus's; a 3071-bit exponent made one
+//! verification cost 12 ms instead of 0.08 ms, and a 16,384-bit modulus costs 10× a 4096-bit one.
 
 use std::fmt;
 use std::fs;
@@ -32,6 +37,109 @@ pub struct PublicKey {
     spki: Vec<u8>,
 }
 
+/// Smallest RSA modulus any parser accepts (every 2008 key is 1024-bit; the verifier's policy may
+/// ask for more).
+pub const MIN_RSA_BITS: u32 = 1024;
+/// Largest RSA modulus any parser accepts.
+pub const MAX_RSA_BITS: u32 = 8192;
+/// Largest RSA public exponent any parser accepts.
+pub const MAX_RSA_EXPONENT: u64 = 1 << 32;
+
+/// The key policy on an RSA public key given its modulus size and its public exponent (big-endian
+/// bytes, leading zeros allowed): `Err` says what is wrong, for a message.
+pub fn check_rsa_key(modulus_bits: u32, exponent: &[u8]) -> Result<(), String> {
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&modulus_bits) {
+        return Err(format!(
+            "RSA key of {modulus_bits} bits is outside the accepted {MIN_RSA_BITS}-{MAX_RSA_BITS}"
+        ));
+    }
+    let significant = exponent
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(&[][..], |i| &exponent[i..]);
+    let value = if significant.len() > 8 {
+        None
+    } else {
+        Some(
+            significant
+                .iter()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        )
+    };
+    match value {
+        Some(e) if (3..=MAX_RSA_EXPONENT).contains(&e) && e % 2 == 1 => Ok(()),
+        Some(e) if e % 2 == 0 => Err(format!("RSA public exponent {e} is even")),
+        Some(e) => Err(format!(
+            "RSA public exponent {e} is outside the accepted 3-{MAX_RSA_EXPONENT}"
+        )),
+        None => Err(format!(
+            "RSA public exponent of {} bits is over the accepted {MAX_RSA_EXPONENT}",
+            significant.len() * 8
+                - significant
+                    .first()
+                    .map_or(0, |b| b.leading_zeros() as usize)
+        )),
+    }
+}
+
+/// The key policy on a SubjectPublicKeyInfo (DER), read from the DER itself: asking OpenSSL 3 for
+/// the exponent converts the key to a legacy structure, which costs more than the check.
+pub(crate) fn check_spki(spki: &[u8]) -> Result<(), String> {
+    const RSA_ALGORITHM: [u8; 11] = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
+    let bad = || "unreadable public key".to_owned();
+    let (_, spki_body) = der_tlv(spki, 0x30).ok_or_else(bad)?;
+    let (rest, algorithm) = der_tlv(spki_body, 0x30).ok_or_else(bad)?;
+    if !algorithm.starts_with(&RSA_ALGORITHM) {
+        return Err("not an RSA key (every GENI signature is RSA)".into());
+    }
+    let (_, bits) = der_tlv(rest, 0x03).ok_or_else(bad)?;
+    let key = match bits.split_first() {
+        Some((0, key)) => key,
+        _ => return Err(bad()),
+    };
+    let (_, rsa) = der_tlv(key, 0x30).ok_or_else(bad)?;
+    let (rest, modulus) = der_tlv(rsa, 0x02).ok_or_else(bad)?;
+    let (_, exponent) = der_tlv(rest, 0x02).ok_or_else(bad)?;
+    if modulus.first().is_some_and(|b| b & 0x80 != 0)
+        || exponent.first().is_some_and(|b| b & 0x80 != 0)
+    {
+        return Err("RSA key with a negative modulus or exponent".into());
+    }
+    let modulus = match modulus.iter().position(|&b| b != 0) {
+        Some(i) => &modulus[i..],
+        None => return Err("RSA key with a zero modulus".into()),
+    };
+    let bits = u32::try_from(modulus.len() * 8)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(modulus[0].leading_zeros());
+    check_rsa_key(bits, exponent)
+}
+
+/// One DER TLV with tag `tag` at the start of `data`: (what follows it, its contents).
+fn der_tlv(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    if *data.first()? != tag {
+        return None;
+    }
+    let first = *data.get(1)?;
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = data
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (2 + n, len)
+    };
+    let end = header.checked_add(len)?;
+    Some((data.get(end..)?, data.get(header..end)?))
+}
+
 // === impl Keypair ===
 
 impl Keypair {
@@ -48,7 +156,10 @@ impl Keypair {
         let der = key
             .public_key_to_der()
             .map_err(crypto("encoding a public key"))?;
-        let public = PublicKey::from_der(&der)?;
+        // Our own key: the policy is for keys from elsewhere (and tests make small ones).
+        let public = PKey::public_key_from_der(&der)
+            .map(|k| PublicKey::from_parts(k, der))
+            .map_err(crypto("reading back a public key"))?;
         Ok(Self { key, public })
     }
 
@@ -181,8 +292,9 @@ pub(crate) fn first_reason(e: &openssl::error::ErrorStack) -> String {
 // === impl PublicKey ===
 
 impl PublicKey {
-    /// Reads SubjectPublicKeyInfo DER.
+    /// Reads SubjectPublicKeyInfo DER; the key policy applies.
     pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
+        check_spki(der).map_err(|reason| TrustError::decode("public key", reason))?;
         let key = PKey::public_key_from_der(der)
             .map_err(|e| TrustError::decode("public key", first_reason(&e)))?;
         Ok(Self {
@@ -203,6 +315,7 @@ impl PublicKey {
                 let spki = key
                     .public_key_to_der()
                     .map_err(crypto("encoding a public key"))?;
+                check_spki(&spki).map_err(|reason| TrustError::decode("public key", reason))?;
                 Ok(Self { key, spki })
             }
             Err(e) => match Keypair::from_pem(pem) {
@@ -305,6 +418,62 @@ mod tests {
             PublicKey::from_pem(&key.to_pem().unwrap()).unwrap(),
             key.public_key()
         );
+    }
+
+    fn spki_with(bits: u32, e: u32) -> Vec<u8> {
+        let e = openssl::bn::BigNum::from_u32(e).unwrap();
+        let rsa = Rsa::generate_with_e(bits, &e).unwrap();
+        PKey::from_rsa(rsa).unwrap().public_key_to_der().unwrap()
+    }
+
+    // See: issue 13 (a 3071-bit exponent cost 150× a normal verification).
+    #[test]
+    fn r13_key_policy_bounds_modulus_and_exponent() {
+        for (bits, e) in [(1024, 65537), (2048, 3), (2048, (1 << 31) + 1)] {
+            assert_eq!(check_spki(&spki_with(bits, e)), Ok(()), "{bits} {e}");
+            assert!(PublicKey::from_der(&spki_with(bits, e)).is_ok());
+        }
+        let e = PublicKey::from_der(&spki_with(512, 65537)).unwrap_err();
+        assert!(e.to_string().contains("512 bits"), "{e}");
+        assert!(check_rsa_key(8192, &[1, 0, 1]).is_ok());
+        assert!(
+            check_rsa_key(8193, &[1, 0, 1])
+                .unwrap_err()
+                .contains("8193 bits")
+        );
+        assert!(check_rsa_key(16384, &[1, 0, 1]).is_err());
+        assert!(
+            check_rsa_key(2048, &[1, 0, 0])
+                .unwrap_err()
+                .contains("even")
+        );
+        assert!(check_rsa_key(2048, &[1]).is_err());
+        assert!(
+            check_rsa_key(2048, &[1, 0, 0, 0, 1])
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(check_rsa_key(2048, &[0, 0, 1, 0, 0, 0, 1]).is_err());
+        let huge = vec![0xffu8; 384];
+        assert!(
+            check_rsa_key(2048, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 1])
+                .unwrap_err()
+                .contains("65 bits")
+        );
+        assert!(
+            check_rsa_key(3072, &huge)
+                .unwrap_err()
+                .contains("3072 bits")
+        );
+        assert_eq!(check_rsa_key(2048, &[0, 0, 0, 1, 0, 1]), Ok(()));
+        // Not RSA at all.
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap();
+        let ec = PKey::from_ec_key(ec).unwrap().public_key_to_der().unwrap();
+        assert!(check_spki(&ec).unwrap_err().contains("not an RSA key"));
+        assert!(check_spki(b"\x30\x03\x30\x01").is_err());
     }
 
     #[test]

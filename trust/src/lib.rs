@@ -36,7 +36,7 @@ pub use hierarchy::{
     ticket_under,
 };
 pub use hrn::{Hrn, RecordType, hrn_to_pl_login_base, hrn_to_pl_slicename, hrn_to_urn, urn_to_hrn};
-pub use keys::{Keypair, PublicKey};
+pub use keys::{Keypair, MAX_RSA_BITS, MAX_RSA_EXPONENT, MIN_RSA_BITS, PublicKey, check_rsa_key};
 pub use py2dict::iteration_order as py2_dict_order;
 pub use rights::{Operation, Right, RightList};
 pub use roots::TrustedRoots;

@@ -11,17 +11,17 @@
 //! rules and may name the one node they are for. A digest policy refuses md5 and sha1 unless
 //! `legacy_digests` is on.
 //!
-//! Verdicts on GIDs and credentials are cached by the exact text presented (the whole chain: one
-//! leaf can be valid under one parent and not under another) until the earliest expiry in the
-//! chain, so a repeat caller costs one lookup and no RSA operation. Tickets are not cached: each
-//! is redeemed once.
+//! Verdicts on GIDs and credentials are cached by a digest of the whole chain's canonical encoding
+//! (one leaf can be valid under one parent and not under another; the presented text is never
+//! kept, so leading junk or reformatting cannot multiply entries) until the earliest expiry in the
+//! chain, in a cache bounded in entries and in bytes, so a repeat caller costs one digest and one
+//! lookup and no RSA operation. Tickets are not cached: each is redeemed once.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cert::{Certificate, DigestClass, WordHasher, format_utc};
+use crate::cert::{Certificate, DigestClass, chain_digest, format_utc};
 use crate::gid::Chained;
 use crate::{
     Credential, Gid, Hrn, MAX_CHAIN_LEN, PublicKey, Right, RightList, Ticket, TrustError,
@@ -44,6 +44,9 @@ pub struct Policy {
     /// and every xmlsec1 template sign that way, so a verifier without it verifies no GENI
     /// credential in the wild. Certificates stay under `legacy_digests`.
     pub xml_dsig_sha1: bool,
+    /// Most memory the cached verdicts may keep alive, in bytes (estimated from their GID
+    /// chains).
+    pub cache_bytes: usize,
 }
 
 impl Default for Policy {
@@ -54,6 +57,7 @@ impl Default for Policy {
             clock_skew_secs: 300,
             cache_capacity: 256,
             xml_dsig_sha1: true,
+            cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -130,7 +134,13 @@ pub struct Verifier {
 enum Verdict {
     Credential(VerifiedCredential),
     Gid(VerifiedGid),
+    /// A chain that did not verify, kept for [`REFUSAL_TTL_SECS`]: the same forged chain sent
+    /// 64 times in one multicall costs one verification, not 64.
+    Refused(VerifyError),
 }
+
+/// How long a refusal is remembered. Short: a chain refused as not yet valid may become valid.
+const REFUSAL_TTL_SECS: i64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -138,117 +148,81 @@ enum Kind {
     Gid,
 }
 
-/// Verdicts by the exact text they were given for, with their expiry. Found by the text's hash
-/// and then compared with [`same_text`] rather than `str`'s `==`: a credential is 30–65 KB, and
-/// the byte-at-a-time `memcmp` of musl's libc made that comparison a fifth of a static node's
-/// CPU.
+/// Verdicts by the digest of the chain they were given for ([`chain_digest`]: the certificates'
+/// canonical encoding, never the presented text, so junk or reformatting cannot make copies), with
+/// their expiry and what they cost in memory.
 #[derive(Debug)]
 struct CacheMap<V> {
-    buckets: HashMap<u64, Vec<CacheEntry<V>>>,
-    len: usize,
+    entries: HashMap<[u8; 32], CacheEntry<V>>,
+    bytes: usize,
 }
 
 #[derive(Debug)]
 struct CacheEntry<V> {
-    text: Box<str>,
     verdict: V,
     expires: i64,
+    bytes: usize,
 }
 
 impl<V> Default for CacheMap<V> {
     fn default() -> Self {
         Self {
-            buckets: HashMap::new(),
-            len: 0,
+            entries: HashMap::new(),
+            bytes: 0,
         }
     }
 }
 
 impl<V> CacheMap<V> {
-    fn hash(text: &str) -> u64 {
-        BuildHasherDefault::<WordHasher>::default().hash_one(text)
-    }
-
     fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
-    fn get(&self, text: &str) -> Option<&CacheEntry<V>> {
-        self.buckets
-            .get(&Self::hash(text))?
-            .iter()
-            .find(|e| same_text(&e.text, text))
+    fn get(&self, digest: &[u8; 32]) -> Option<&CacheEntry<V>> {
+        self.entries.get(digest)
     }
 
-    fn insert(&mut self, text: &str, verdict: V, expires: i64) {
-        let bucket = self.buckets.entry(Self::hash(text)).or_default();
-        if let Some(entry) = bucket.iter_mut().find(|e| same_text(&e.text, text)) {
-            entry.verdict = verdict;
-            entry.expires = expires;
-            return;
-        }
-        bucket.push(CacheEntry {
-            text: Box::from(text),
+    fn insert(&mut self, digest: [u8; 32], verdict: V, expires: i64, bytes: usize) {
+        let entry = CacheEntry {
             verdict,
             expires,
-        });
-        self.len += 1;
+            bytes,
+        };
+        if let Some(old) = self.entries.insert(digest, entry) {
+            self.bytes = self.bytes.saturating_sub(old.bytes);
+        }
+        self.bytes += bytes;
     }
 
     fn retain_live(&mut self, now: i64) {
-        let mut len = 0;
-        self.buckets.retain(|_, bucket| {
-            bucket.retain(|e| e.expires >= now);
-            len += bucket.len();
-            !bucket.is_empty()
+        let mut bytes = 0;
+        self.entries.retain(|_, e| {
+            let live = e.expires >= now;
+            if live {
+                bytes += e.bytes;
+            }
+            live
         });
-        self.len = len;
+        self.bytes = bytes;
     }
 
+    /// Drops one entry (which one does not matter: the cache only saves work, never decides).
     fn evict_one(&mut self) {
-        let Some(&key) = self.buckets.keys().next() else {
+        let Some(&key) = self.entries.keys().next() else {
             return;
         };
-        if let Some(bucket) = self.buckets.get_mut(&key) {
-            if bucket.pop().is_some() {
-                self.len = self.len.saturating_sub(1);
-            }
-            if bucket.is_empty() {
-                self.buckets.remove(&key);
-            }
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes = self.bytes.saturating_sub(old.bytes);
         }
     }
 
     fn clear(&mut self) {
-        self.buckets.clear();
-        self.len = 0;
+        self.entries.clear();
+        self.bytes = 0;
     }
 }
 
-/// `a == b`. glibc's `memcmp` is vectorised and stays; musl's compares a byte at a time, so a
-/// static build compares eight bytes at a time instead.
-fn same_text(a: &str, b: &str) -> bool {
-    if cfg!(target_env = "musl") {
-        words_equal(a.as_bytes(), b.as_bytes())
-    } else {
-        a == b
-    }
-}
-
-/// `a == b`, eight bytes at a time.
-fn words_equal(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let ((a_words, a_tail), (b_words, b_tail)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
-    a_tail == b_tail
-        && a_words
-            .iter()
-            .zip(b_words)
-            .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
-}
-
-/// One map per kind so that a lookup borrows the presented text instead of copying it.
+/// One map per kind: a GID and a credential never share a verdict.
 #[derive(Debug, Default)]
 struct Cache {
     credentials: CacheMap<Verdict>,
@@ -263,10 +237,28 @@ impl Cache {
         }
     }
 
+    fn bytes(&self) -> usize {
+        self.credentials.bytes + self.gids.bytes
+    }
+
     fn clear(&mut self) {
         self.credentials.clear();
         self.gids.clear();
     }
+}
+
+/// What a verdict keeps alive, roughly: its GID chains (OpenSSL's parsed form is about three
+/// times the DER) plus a fixed overhead.
+fn verdict_bytes(gids: &[&Gid]) -> usize {
+    let der: usize = gids
+        .iter()
+        .map(|g| {
+            std::iter::successors(Some(*g), |g| g.parent())
+                .map(|g| g.certificate().der().len())
+                .sum::<usize>()
+        })
+        .sum();
+    512 + 3 * der
 }
 
 // === impl Verifier ===
@@ -304,17 +296,21 @@ impl Verifier {
 
     /// Parses and verifies a GID chain.
     pub fn verify_gid_str(&self, text: &str) -> Result<VerifiedGid, TrustError> {
-        if let Some(Verdict::Gid(v)) = self.cached(Kind::Gid, text) {
-            return Ok(v);
+        let digest = chain_digest(text);
+        match digest.and_then(|d| self.cached(Kind::Gid, &d)) {
+            Some(Verdict::Gid(v)) => return Ok(v),
+            Some(Verdict::Refused(e)) => return Err(e.into()),
+            _ => {}
         }
         let gid = Gid::parse(text)?;
-        let verified = self.verify_gid(&gid)?;
-        self.remember(
-            Kind::Gid,
-            text,
-            Verdict::Gid(verified.clone()),
-            verified.expires,
-        );
+        let verified = self
+            .verify_gid(&gid)
+            .inspect_err(|e| self.remember_refusal(Kind::Gid, digest, e))?;
+        if let Some(d) = digest {
+            let bytes = verdict_bytes(&[&verified.gid]);
+            let verdict = Verdict::Gid(verified.clone());
+            self.remember(Kind::Gid, d, verdict, verified.expires, bytes);
+        }
         Ok(verified)
     }
 
@@ -355,17 +351,45 @@ impl Verifier {
 
     /// Parses and verifies a credential and its caller and object GIDs.
     pub fn verify_credential_str(&self, text: &str) -> Result<VerifiedCredential, TrustError> {
-        if let Some(Verdict::Credential(v)) = self.cached(Kind::Credential, text) {
-            return Ok(v);
+        self.verify_credential_checked(text, |_| Ok::<(), TrustError>(()))
+    }
+
+    /// The cached verdict on `text`, if there is a live one: no parse, no RSA. A caller that
+    /// wants to spend verification elsewhere (a blocking pool) asks this first.
+    pub fn cached_credential(&self, text: &str) -> Option<VerifiedCredential> {
+        match self.cached(Kind::Credential, &chain_digest(text)?) {
+            Some(Verdict::Credential(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// [`Verifier::verify_credential_str`] with `precheck` run on the parsed, unverified
+    /// credential before any signature is checked: the cheap checks first (the TLS peer holds
+    /// the caller GID's key), so that a caller who fails them costs no RSA operation and leaves
+    /// nothing in the cache. A cached verdict is returned without running `precheck`; the caller
+    /// checks the verdict as it would a fresh one.
+    pub fn verify_credential_checked<E: From<TrustError>>(
+        &self,
+        text: &str,
+        precheck: impl FnOnce(&Credential) -> Result<(), E>,
+    ) -> Result<VerifiedCredential, E> {
+        let digest = chain_digest(text);
+        match digest.and_then(|d| self.cached(Kind::Credential, &d)) {
+            Some(Verdict::Credential(v)) => return Ok(v),
+            Some(Verdict::Refused(e)) => return Err(E::from(e.into())),
+            _ => {}
         }
         let cred = Credential::parse(text)?;
-        let verified = self.verify_credential(&cred)?;
-        self.remember(
-            Kind::Credential,
-            text,
-            Verdict::Credential(verified.clone()),
-            verified.0.expires,
-        );
+        precheck(&cred)?;
+        let verified = self
+            .verify_credential(&cred)
+            .inspect_err(|e| self.remember_refusal(Kind::Credential, digest, e))
+            .map_err(|e| E::from(TrustError::from(e)))?;
+        if let Some(d) = digest {
+            let bytes = verdict_bytes(&[verified.caller().gid(), verified.object().gid()]);
+            let verdict = Verdict::Credential(verified.clone());
+            self.remember(Kind::Credential, d, verdict, verified.0.expires, bytes);
+        }
         Ok(verified)
     }
 
@@ -619,29 +643,62 @@ impl Verifier {
         Ok(())
     }
 
-    fn cached(&self, kind: Kind, text: &str) -> Option<Verdict> {
+    fn cached(&self, kind: Kind, digest: &[u8; 32]) -> Option<Verdict> {
         let now = self.clock.now();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = cache.map(kind).get(text)?;
-        (now.saturating_sub(self.policy.clock_skew_secs) <= entry.expires)
-            .then(|| entry.verdict.clone())
+        let entry = cache.map(kind).get(digest)?;
+        let live = match entry.verdict {
+            // Also not if the clock went back past when it was made (it may say "expired").
+            Verdict::Refused(_) => {
+                (entry.expires.saturating_sub(REFUSAL_TTL_SECS)..=entry.expires).contains(&now)
+            }
+            _ => now.saturating_sub(self.policy.clock_skew_secs) <= entry.expires,
+        };
+        live.then(|| entry.verdict.clone())
     }
 
-    fn remember(&self, kind: Kind, text: &str, verdict: Verdict, expires: i64) {
-        if self.policy.cache_capacity == 0 {
+    fn remember(&self, kind: Kind, digest: [u8; 32], verdict: Verdict, expires: i64, bytes: usize) {
+        let (capacity, budget) = (self.policy.cache_capacity, self.policy.cache_bytes);
+        if capacity == 0 || bytes > budget {
             return;
         }
         let now = self.clock.now();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let map = cache.map(kind);
-        if map.len() >= self.policy.cache_capacity {
-            map.retain_live(now);
+        if cache.map(kind).len() >= capacity || cache.bytes() + bytes > budget {
+            cache.credentials.retain_live(now);
+            cache.gids.retain_live(now);
         }
-        if map.len() >= self.policy.cache_capacity {
-            // Still full of live verdicts: drop one; the cache only saves work, never decides.
-            map.evict_one();
+        // Still full of live verdicts: drop some; the cache only saves work, never decides.
+        while cache.map(kind).len() >= capacity
+            || (cache.bytes() + bytes > budget && cache.map(kind).len() > 0)
+        {
+            cache.map(kind).evict_one();
         }
-        map.insert(text, verdict, expires);
+        if cache.bytes() + bytes > budget {
+            // The other kind holds the budget.
+            let other = match kind {
+                Kind::Credential => Kind::Gid,
+                Kind::Gid => Kind::Credential,
+            };
+            while cache.bytes() + bytes > budget && cache.map(other).len() > 0 {
+                cache.map(other).evict_one();
+            }
+        }
+        cache.map(kind).insert(digest, verdict, expires, bytes);
+    }
+
+    fn remember_refusal(&self, kind: Kind, digest: Option<[u8; 32]>, error: &VerifyError) {
+        if let Some(d) = digest {
+            let expires = self.clock.now().saturating_add(REFUSAL_TTL_SECS);
+            let bytes = 256 + error.to_string().len();
+            self.remember(kind, d, Verdict::Refused(error.clone()), expires, bytes);
+        }
+    }
+
+    /// Verdicts cached and the memory they are estimated to keep alive, for reports and tests.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        (cache.credentials.len() + cache.gids.len(), cache.bytes())
     }
 }
 

@@ -848,81 +848,133 @@ fn an_issuer_issues_what_the_hierarchy_issues_with_one_signature_each() {
     );
 }
 
+/// Entries and their bytes follow inserts, replacements, expiry, eviction and clearing.
 #[test]
-fn same_text_sees_a_difference_at_every_offset_and_in_length() {
-    let text = "-----BEGIN CERTIFICATE-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKC\n".repeat(3);
-    // Both comparisons, whichever libc this test runs on.
-    let equal = |a: &str, b: &str| {
-        let words = words_equal(a.as_bytes(), b.as_bytes());
-        assert_eq!(words, same_text(a, b), "{a:?} / {b:?}");
-        words
-    };
-    assert!(equal(&text, &text.clone()));
-    for at in 0..text.len() {
-        let mut other = text.clone().into_bytes();
-        other[at] ^= 0x01;
-        let other = String::from_utf8(other).unwrap();
-        assert!(!equal(&text, &other), "a difference at {at}");
-        assert!(equal(&text[..at], &other[..at]), "equal prefixes of {at}");
-    }
-    assert!(!equal(&text, &text[..text.len() - 1]));
-    assert!(!equal("", "x"));
-    assert!(equal("", ""));
+fn cache_map_counts_entries_and_bytes() {
+    let mut map = CacheMap::default();
+    let (a, b, c) = ([1; 32], [2; 32], [3; 32]);
+    map.insert(a, 1, 10, 100);
+    map.insert(a, 2, 20, 150);
+    assert_eq!(
+        (map.len(), map.bytes),
+        (1, 150),
+        "the same digest replaces its entry"
+    );
+    assert_eq!(map.get(&a).map(|e| (e.verdict, e.expires)), Some((2, 20)));
+    map.insert(b, 3, 30, 10);
+    map.insert(c, 4, 5, 1);
+    assert_eq!((map.len(), map.bytes), (3, 161));
+    map.retain_live(15);
+    assert_eq!((map.len(), map.bytes), (2, 160), "c expired at 5");
+    assert!(map.get(&c).is_none());
+    map.evict_one();
+    map.evict_one();
+    assert_eq!((map.len(), map.bytes), (0, 0));
+    map.evict_one();
+    map.insert(c, 5, 50, 7);
+    map.clear();
+    assert_eq!((map.len(), map.bytes), (0, 0));
+    assert!(map.get(&c).is_none());
 }
 
-/// Texts whose hashes collide share a bucket and are still told apart by their text; the count
-/// that bounds the cache follows inserts, replacements, expiry and eviction.
+// See: issue 13 ("40 copies of one valid credential behind 1-3 MiB of distinct leading junk
+// grew the node from 17.6 MB to 128 MB").
 #[test]
-fn cache_map_tells_colliding_texts_apart_and_counts_entries() {
-    let mut map = CacheMap::default();
-    map.insert("alpha", 1, 10);
-    map.insert("alpha", 2, 20);
-    assert_eq!(map.len(), 1, "the same text replaces its entry");
-    assert_eq!(
-        map.get("alpha").map(|e| (e.verdict, e.expires)),
-        Some((2, 20))
-    );
-
-    // A collision, forced: "beta" filed under alpha's hash.
-    let alpha = CacheMap::<u32>::hash("alpha");
-    map.buckets.entry(alpha).or_default().push(CacheEntry {
-        text: Box::from("beta"),
-        verdict: 3,
-        expires: 30,
-    });
-    map.len += 1;
-    let bucket = &map.buckets[&alpha];
-    assert_eq!(bucket.len(), 2);
+fn r13_the_cache_is_keyed_by_the_chain_not_the_text() {
+    let v = verifier();
+    let cred = slice_cred(false);
+    let separator = cred.to_chain_string(ChainForm::Separator).unwrap();
+    let plain = cred.to_chain_string(ChainForm::Plain).unwrap();
+    let first = v.verify_credential_str(&separator).unwrap();
+    let (entries, bytes) = v.cache_usage();
+    assert_eq!(entries, 1);
+    assert!(bytes > 0 && bytes < 64 * 1024, "{bytes}");
+    // Another form of the same certificates is the same entry.
+    let reformatted = format!("\n\n{}\r\n", plain.replace('\n', "\r\n"));
+    for text in [&plain, &reformatted] {
+        let again = v.verify_credential_str(text).unwrap();
+        assert!(Arc::ptr_eq(&first.0, &again.0), "served from the cache");
+    }
+    assert_eq!(v.cache_usage(), (entries, bytes));
+    // Junk in front is refused and changes nothing.
+    for junk in ["x", "junk\n", &"j".repeat(1 << 20)] {
+        let err = v
+            .verify_credential_str(&format!("{junk}{separator}"))
+            .unwrap_err();
+        assert!(matches!(err, TrustError::Decode { .. }), "{err}");
+        assert!(v.cached_credential(&format!("{junk}{separator}")).is_none());
+    }
+    assert_eq!(v.cache_usage(), (entries, bytes));
+    // One different byte in any certificate is another chain.
+    assert!(v.cached_credential(&separator).is_some());
+    let mut other = separator.clone().into_bytes();
+    let at = other.len() - 40;
+    other[at] = if other[at] == b'A' { b'B' } else { b'A' };
     assert!(
-        map.get("beta").is_none(),
-        "looked up under its own hash, beta is not there"
+        v.cached_credential(&String::from_utf8(other).unwrap())
+            .is_none()
     );
-    assert_eq!(
-        bucket
-            .iter()
-            .find(|e| same_text(&e.text, "beta"))
-            .map(|e| e.verdict),
-        Some(3)
-    );
-    assert_eq!(map.get("alpha").map(|e| e.verdict), Some(2));
-    assert!(map.get("alphb").is_none());
+}
 
-    map.insert("gamma", 4, 5);
-    assert_eq!(map.len(), 3);
-    map.retain_live(15);
-    assert_eq!(map.len(), 2, "gamma expired at 5");
-    assert!(map.get("gamma").is_none());
-    map.evict_one();
-    assert_eq!(map.len(), 1);
-    map.evict_one();
-    assert_eq!(map.len(), 0);
-    assert!(map.buckets.is_empty());
-    map.evict_one();
-    assert_eq!(map.len(), 0);
-    map.insert("delta", 5, 50);
-    map.clear();
-    assert_eq!(map.len(), 0);
-    assert!(map.get("delta").is_none());
+// See: issue 13 ("the cache is filled before the caller's TLS key is checked").
+#[test]
+fn r13_a_failed_precheck_costs_no_verification_and_caches_nothing() {
+    let v = verifier();
+    let w = world();
+    let text = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let mut seen = None;
+    let err = v
+        .verify_credential_checked(&text, |cred| {
+            seen = cred.caller().map(|g| g.hrn().to_string());
+            Err(TrustError::decode("caller", "TLS key mismatch"))
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("TLS key mismatch"), "{err}");
+    assert_eq!(seen.as_deref(), Some(w.alice.hrn().as_str()));
+    assert_eq!(v.cache_usage(), (0, 0));
+    // A chain that would not verify fails the precheck first: no signature was looked at.
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = Hierarchy::new(dir.path())
+        .create_authority(&hrn("planetlab"), false)
+        .unwrap();
+    let untrusted = Verifier::new(
+        TrustedRoots::from_gids(vec![stranger.gid]).unwrap(),
+        Policy::default(),
+    );
+    let err = untrusted
+        .verify_credential_checked(&text, |_| Err(TrustError::decode("caller", "mismatch")))
+        .unwrap_err();
+    assert!(err.to_string().contains("mismatch"), "{err}");
+    // And with the precheck passing, it verifies and is cached once.
+    v.verify_credential_checked(&text, |_| Ok::<(), TrustError>(()))
+        .unwrap();
+    assert_eq!(v.cache_usage().0, 1);
+}
+
+#[test]
+fn r13_the_cache_stays_within_its_byte_budget() {
+    let w = world();
+    let v = Verifier::new(
+        roots(),
+        Policy {
+            cache_bytes: 40 * 1024,
+            ..Policy::default()
+        },
+    );
+    let rights = RightList::for_record_type(RecordType::Slice);
+    for _ in 0..8 {
+        let text =
+            w.h.issue_credential(&w.alice, &w.slice, &rights, false, 30 * DAY)
+                .unwrap()
+                .to_chain_string(ChainForm::Separator)
+                .unwrap();
+        v.verify_credential_str(&text).unwrap();
+        let (entries, bytes) = v.cache_usage();
+        assert!(bytes <= 40 * 1024, "{entries} entries, {bytes} bytes");
+        assert!(entries >= 1);
+    }
 }
 
 // === tickets come only from the authority hierarchy; kinds are never confused ===
@@ -1118,4 +1170,42 @@ fn a_ticket_cannot_sit_above_a_credential_in_a_ticket_chain() {
         decode_reason(Ticket::parse_parent(&forged)),
         "a credential cannot derive from a ticket"
     );
+}
+
+// See: issue 13 ("failures are not cached": one forged chain 64 times in a multicall).
+#[test]
+fn r13_a_refusal_is_remembered_briefly_and_forgotten_on_reload() {
+    let clock = Arc::new(TestClock(AtomicI64::new(now())));
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = Hierarchy::new(dir.path())
+        .create_authority(&hrn("planetlab"), false)
+        .unwrap();
+    let v = Verifier::with_clock(
+        TrustedRoots::from_gids(vec![stranger.gid]).unwrap(),
+        Policy::default(),
+        clock.clone(),
+    );
+    let text = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let first = v.verify_credential_str(&text).unwrap_err().to_string();
+    assert_eq!(v.cache_usage().0, 1, "the refusal is kept");
+    assert!(
+        v.cached_credential(&text).is_none(),
+        "a refusal is no verdict"
+    );
+    assert_eq!(
+        v.verify_credential_str(&text).unwrap_err().to_string(),
+        first
+    );
+    // After its short life it is verified (and refused) again.
+    clock.0.store(now() + 61, Ordering::SeqCst);
+    assert_eq!(
+        v.verify_credential_str(&text).unwrap_err().to_string(),
+        first
+    );
+    // Roots replaced: the refusal goes with the old roots.
+    clock.0.store(now(), Ordering::SeqCst);
+    v.replace_roots(roots());
+    v.verify_credential_str(&text).unwrap();
 }

@@ -15,6 +15,7 @@ mod node;
 mod node_authz;
 mod node_crash;
 mod node_geni;
+mod node_hostile;
 mod node_local;
 mod node_nodemanager;
 mod node_ops;

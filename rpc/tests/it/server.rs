@@ -192,6 +192,9 @@ async fn start_with(
     }
 }
 
+/// Calls of the `count` method, across the tests of this binary.
+static COUNTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn dispatcher(slow_started: &Arc<Notify>) -> Dispatcher {
     let mut d = Dispatcher::new();
     d.register(
@@ -229,6 +232,19 @@ fn dispatcher(slow_started: &Arc<Notify>) -> Dispatcher {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(Value::Int(i64::try_from(ms).unwrap()))
             }
+        },
+    );
+    d.register(
+        "unencodable",
+        "unencodable(): a handler bug, a string XML cannot carry.",
+        |_ctx: CallContext, _p: Vec<Value>| async { Ok(Value::String("bell\u{7}".into())) },
+    );
+    d.register(
+        "count",
+        "count(): counts its calls.",
+        |_ctx: CallContext, _p: Vec<Value>| async {
+            COUNTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Value::Nil)
         },
     );
     d.register(
@@ -308,6 +324,21 @@ impl Client {
         // ring signs with RSA keys of 2048 bits and more only; 1024-bit peers are Python's job.
         let key = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
         let certified = Arc::new(CertifiedKey::new(cert_of.chain_der(), key));
+        let config = builder(version).with_client_cert_resolver(Arc::new(Present(certified)));
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Presents the certificate `der` and signs the handshake with `key_of`'s key: for
+    /// certificates whose key no one holds.
+    fn presenting_der(der: Vec<u8>, key_of: &Identity, version: Tls) -> Self {
+        let pkey = openssl::pkey::PKey::private_key_from_pem(&key_of.key_pem).unwrap();
+        let der_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            pkey.private_key_to_pkcs8().unwrap(),
+        ));
+        let key = rustls::crypto::ring::sign::any_supported_type(&der_key).unwrap();
+        let certified = Arc::new(CertifiedKey::new(vec![CertificateDer::from(der)], key));
         let config = builder(version).with_client_cert_resolver(Arc::new(Present(certified)));
         Self {
             config: Arc::new(config),
@@ -1555,4 +1586,459 @@ async fn python_client_with_a_2008_certificate() {
 /// The chain as plain concatenated PEMs, the form OpenSSL's `load_cert_chain` documents.
 fn plain_chain(id: &Identity) -> String {
     id.gid.to_chain_string(ChainForm::Plain).unwrap()
+}
+
+// === 13. hostile peers: clean faults ===
+
+/// A self-signed certificate (RSA-2048, sha256) whose one subjectAltName URI is `uri`, as PEM.
+fn pem_with_san(uri: &str) -> String {
+    pem_with_cn_and_san("plc.site.mallory", uri)
+}
+
+fn pem_with_cn_and_san(cn: &str, uri: &str) -> String {
+    use openssl::x509::extension::SubjectAlternativeName;
+    let key = Keypair::generate(2048).unwrap();
+    let pkey = openssl::pkey::PKey::private_key_from_pem(&key.to_pem().unwrap()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, cn)
+        .unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&pkey).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .uri(uri)
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&pkey, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+}
+
+/// A fault string a peer may see: encodable, short, no raw control character.
+fn assert_clean(fault: &Fault) {
+    assert!(
+        fault.string.chars().count() <= geni_rpc::MAX_FAULT_CHARS + 40,
+        "{} chars: {:?}",
+        fault.string.chars().count(),
+        &fault.string[..300.min(fault.string.len())]
+    );
+    assert!(!fault.string.chars().any(char::is_control), "{fault:?}");
+}
+
+// See: issue 13 ("a control byte in a credential's subjectAltName XML").
+#[tokio::test]
+async fn r13_control_byte_in_a_san_is_a_decode_fault_not_an_internal_error() {
+    let server = start(Limits::default()).await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    for payload in [
+        "http://<params><param><value><struct><member><name>hrn</name><value><string>a\u{1}b\
+         </string></value></member></struct></value></param></params>",
+        "http://<params><param><value><struct><member><name>h\u{7}rn</name><value>x</value>\
+         </member></struct></value></param></params>",
+        "http://<params><param><value><struct><me\u{1}mber></me\u{1}mber></struct></value>\
+         </param></params>",
+        "http://\u{1b}[31m\u{1}",
+    ] {
+        let pem = pem_with_san(payload);
+        let fault = call_fault(server.addr(), &client, "caller_check", vec![pem.into()]).await;
+        assert_eq!(fault.code, 100, "{fault:?}");
+        assert_clean(&fault);
+    }
+    // The subject names the object in every message about it.
+    let pem = pem_with_cn_and_san("bell\u{7}", "http://<params></params>");
+    let fault = call_fault(server.addr(), &client, "caller_check", vec![pem.into()]).await;
+    assert_eq!(fault.code, 100, "{fault:?}");
+    assert_clean(&fault);
+    assert_serving(&server).await;
+}
+
+// See: issue 13 ("faults and logs echo method names of any length").
+#[tokio::test]
+async fn r13_a_huge_method_name_gets_a_clipped_fault() {
+    let server = start(Limits::default()).await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let name = "m".repeat(1024 * 1024);
+    let response = exchange(
+        server.addr(),
+        &client,
+        &post_2008("/", call_body(&name, vec![])),
+    )
+    .await
+    .unwrap();
+    assert!(response.body.len() < 2048, "{} bytes", response.body.len());
+    let MethodResponse::Fault(fault) = response.xmlrpc() else {
+        panic!("expected a fault");
+    };
+    assert_eq!(fault.code, -32601);
+    assert!(fault.string.contains("clipped"), "{fault:?}");
+    assert_clean(&fault);
+}
+
+fn one_call(name: &str, params: Vec<Value>) -> Value {
+    Value::Struct(
+        Struct::new()
+            .with("methodName", name)
+            .with("params", Value::Array(params)),
+    )
+}
+
+// See: issue 13 ("inside a multicall that one bad sub-call fails the whole response").
+#[tokio::test]
+async fn r13_one_bad_sub_call_does_not_cost_the_others_their_answers() {
+    let server = start(Limits::default()).await;
+    let (addr, client) = (server.addr(), Client::presenting(&pki().alice, Tls::V13));
+    let bad_gid = pem_with_san("http://<params><param><value>\u{1}</value></param></params>");
+    let calls = Value::Array(vec![
+        one_call("echo", vec!["first".into()]),
+        one_call("unencodable", vec![]),
+        one_call("caller_check", vec![bad_gid.into()]),
+        one_call(&"n".repeat(100_000), vec![]),
+        Value::Int(7),
+        one_call("echo", vec!["last".into()]),
+    ]);
+    let results = call_ok(addr, &client, "system.multicall", vec![calls]).await;
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 6, "{results:?}");
+    let echoed = |s: &str| Value::Array(vec![Value::Array(vec![s.into()])]);
+    assert_eq!(results[0], echoed("first"));
+    assert_eq!(results[5], echoed("last"));
+    // A handler bug is the one internal error; peer input never is.
+    for (result, code) in results[1..5].iter().zip([-32603, 100, -32601, -32602]) {
+        assert_eq!(
+            member(result, "faultCode").as_i64(),
+            Some(code),
+            "{result:?}"
+        );
+        let string = member(result, "faultString").as_str().unwrap();
+        assert_clean(&Fault {
+            code: i32::try_from(code).unwrap(),
+            string: string.to_owned(),
+        });
+    }
+}
+
+// See: issue 13 ("a cap on multicall length").
+#[tokio::test]
+async fn r13_a_multicall_over_the_cap_is_refused_before_any_call_runs() {
+    let limits = Limits {
+        max_multicall: 8,
+        ..Limits::default()
+    };
+    let server = start(limits).await;
+    let (addr, client) = (server.addr(), Client::presenting(&pki().alice, Tls::V13));
+    let before = COUNTED.load(std::sync::atomic::Ordering::SeqCst);
+    let calls = Value::Array(vec![one_call("count", vec![]); 9]);
+    let fault = call_fault(addr, &client, "system.multicall", vec![calls]).await;
+    assert_eq!(fault.code, -32602, "{fault:?}");
+    assert!(fault.string.contains("limit of 8"), "{fault:?}");
+    assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), before);
+    let calls = Value::Array(vec![one_call("count", vec![]); 8]);
+    let results = call_ok(addr, &client, "system.multicall", vec![calls]).await;
+    assert_eq!(results.as_array().unwrap().len(), 8);
+    assert_eq!(
+        COUNTED.load(std::sync::atomic::Ordering::SeqCst),
+        before + 8
+    );
+}
+
+/// A certificate for the RSA public key (n, e), `n` random and odd of `bits` bits, `e` of
+/// `e_bits` bits (65537 when 17), signed by a real key: no one holds its private key.
+fn cert_with_rsa_key(bits: i32, e_bits: i32) -> Vec<u8> {
+    use openssl::bn::{BigNum, MsbOption};
+    let mut n = BigNum::new().unwrap();
+    n.rand(bits, MsbOption::ONE, true).unwrap();
+    let e = if e_bits == 17 {
+        BigNum::from_u32(65537).unwrap()
+    } else {
+        let mut e = BigNum::new().unwrap();
+        e.rand(e_bits, MsbOption::ONE, true).unwrap();
+        e
+    };
+    let rsa = openssl::rsa::Rsa::from_public_components(n, e).unwrap();
+    let key = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+    let signer = openssl::pkey::PKey::private_key_from_pem(&pki().alice.key_pem).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "mallory")
+        .unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&signer, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build().to_der().unwrap()
+}
+
+// See: issue 13 ("a 16,384-bit client key is accepted at the handshake").
+#[tokio::test]
+async fn r13_client_keys_outside_the_policy_are_refused_at_the_handshake() {
+    let server = start(Limits::default()).await;
+    for (bits, e_bits) in [(16384, 17), (3072, 3071), (512, 17)] {
+        for version in [Tls::V13, Tls::V12] {
+            let client =
+                Client::presenting_der(cert_with_rsa_key(bits, e_bits), &pki().alice, version);
+            let tcp = TcpStream::connect(server.addr()).await.unwrap();
+            let outcome =
+                exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![]))).await;
+            assert!(
+                outcome.is_err(),
+                "{bits}-bit key, {e_bits}-bit exponent: {outcome:?}"
+            );
+        }
+    }
+    assert_serving(&server).await;
+}
+
+// === 13. hostile peers: admission, timeouts, memory ===
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8), with a
+/// small receive buffer when `small_window`.
+async fn connect_from(from: [u8; 4], addr: SocketAddr, small_window: bool) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if small_window {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server closes `tcp` within `limit` (reading and discarding what it sends).
+async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> bool {
+    time_to_close(tcp, limit).await.is_some()
+}
+
+// See: issue 13 ("1,124 bare TCP connects from one host lock every other client out").
+#[tokio::test]
+async fn r13_one_address_gets_its_share_and_no_more() {
+    let server = start(Limits {
+        max_connections_per_peer: 3,
+        ..Limits::default()
+    })
+    .await;
+    let mut bare = Vec::new();
+    for _ in 0..3 {
+        bare.push(connect_from([127, 0, 0, 1], server.addr(), false).await);
+    }
+    let mut fourth = connect_from([127, 0, 0, 1], server.addr(), false).await;
+    assert!(
+        closed_within(&mut fourth, IO_TIMEOUT).await,
+        "a fourth connection from one address was kept"
+    );
+    // Another address is served while the first holds its share.
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let tcp = connect_from([127, 0, 0, 2], server.addr(), false).await;
+    let response = exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![])))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    // The held ones are still open (nothing was sent to them, nothing closed them).
+    for tcp in &mut bare {
+        assert!(!closed_within(tcp, Duration::from_millis(100)).await);
+    }
+}
+
+// See: issue 13 ("eviction of the oldest connection that has not finished its handshake or
+// first request headers").
+#[tokio::test]
+async fn r13_a_full_pool_evicts_the_oldest_unfinished_connection_never_an_active_one() {
+    let server = start(Limits {
+        max_connections: 4,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let who = post_keep_alive(&call_body("whoami", vec![]));
+    // Two active connections from 127.0.0.2.
+    let mut active = Vec::new();
+    for _ in 0..2 {
+        let tcp = connect_from([127, 0, 0, 2], server.addr(), false).await;
+        let mut tls = timeout(IO_TIMEOUT, client.connect(tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = timeout(IO_TIMEOUT, round_trip(&mut tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 200);
+        active.push(tls);
+    }
+    // Two bare connections fill the pool; the oldest goes when someone else comes.
+    let mut oldest = connect_from([127, 0, 0, 3], server.addr(), false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut younger = connect_from([127, 0, 0, 3], server.addr(), false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tcp = connect_from([127, 0, 0, 4], server.addr(), false).await;
+    let response = exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![])))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        closed_within(&mut oldest, IO_TIMEOUT).await,
+        "the oldest was kept"
+    );
+    // The newcomer took the evicted place and has finished: one bare connection is left,
+    // and the next newcomer evicts it.
+    let tcp = connect_from([127, 0, 0, 4], server.addr(), false).await;
+    exchange_over(tcp, &client, &post_2008("/", call_body("echo", vec![])))
+        .await
+        .unwrap();
+    assert!(closed_within(&mut younger, IO_TIMEOUT).await);
+    // With only active connections and bare ones... fill the pool with active ones: a newcomer
+    // is refused and evicts no one.
+    for _ in 0..2 {
+        let tcp = connect_from([127, 0, 0, 2], server.addr(), false).await;
+        let mut tls = timeout(IO_TIMEOUT, client.connect(tcp))
+            .await
+            .unwrap()
+            .unwrap();
+        timeout(IO_TIMEOUT, round_trip(&mut tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        active.push(tls);
+    }
+    let mut refused = connect_from([127, 0, 0, 5], server.addr(), false).await;
+    assert!(closed_within(&mut refused, IO_TIMEOUT).await);
+    for tls in &mut active {
+        let r = timeout(IO_TIMEOUT, round_trip(tls, &who))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 200, "an active connection was lost");
+    }
+}
+
+// See: issue 13 ("a client that never reads its (4 MiB, echoed) fault holds its slot forever").
+#[tokio::test]
+async fn r13_a_client_that_does_not_read_is_cut_after_the_write_timeout() {
+    let server = start(Limits {
+        write_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let tcp = connect_from([127, 0, 0, 1], server.addr(), true).await;
+    let mut tls = timeout(IO_TIMEOUT, client.connect(tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    // Four pipelined 1 MiB echoes: far more than the socket buffers hold.
+    let request = post_keep_alive(&call_body("echo", vec!["x".repeat(1 << 20).into()]));
+    for _ in 0..4 {
+        tls.write_all(&request).await.unwrap();
+    }
+    tls.flush().await.unwrap();
+    tokio::time::sleep(SHORT * 4).await;
+    let mut received = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let drained = timeout(IO_TIMEOUT, async {
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was not closed");
+    assert!(
+        received.len() < 4 << 20,
+        "all {} bytes arrived: nothing was cut",
+        received.len()
+    );
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn r13_an_idle_keep_alive_connection_is_closed() {
+    let server = start(Limits {
+        idle_timeout: SHORT,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let mut tls = open(server.addr(), &client).await;
+    let r = timeout(
+        IO_TIMEOUT,
+        round_trip(&mut tls, &post_keep_alive(&call_body("echo", vec![]))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let (waited, _) = time_to_close(&mut tls, IO_TIMEOUT)
+        .await
+        .expect("an idle connection was kept");
+    assert!(waited >= SHORT_FLOOR, "closed after {waited:?}");
+    // A call that takes longer than the idle timeout is not cut by it.
+    let mut tls = open(server.addr(), &client).await;
+    let slow = post_keep_alive(&call_body("slow", vec![Value::Int(600)]));
+    let r = timeout(IO_TIMEOUT, round_trip(&mut tls, &slow))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        r.xmlrpc(),
+        MethodResponse::Success(Value::Int(600))
+    ));
+}
+
+// See: issue 13 ("1,024 buffered 4 MiB bodies is several GiB").
+#[tokio::test]
+async fn r13_bodies_wait_for_the_memory_budget_and_then_get_503() {
+    let server = start(Limits {
+        max_body_bytes: 64 * 1024,
+        max_bytes_in_flight: 64 * 1024,
+        body_timeout: Duration::from_millis(800),
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    // A's 60 KB body is being handled (slowly): its budget is in use until it is answered.
+    let mut holder = open(server.addr(), &client).await;
+    let held = call_body("slow", vec![Value::Int(2000), "p".repeat(60_000).into()]);
+    holder.write_all(&post_keep_alive(&held)).await.unwrap();
+    holder.flush().await.unwrap();
+    timeout(IO_TIMEOUT, server.slow_started.notified())
+        .await
+        .unwrap();
+    // B's whole 20 KB body finds no room: it waits, then is told to come back.
+    let body = call_body("echo", vec!["y".repeat(20_000).into()]);
+    let started = Instant::now();
+    let r = exchange(server.addr(), &client, &post_2008("/", &body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.status);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // A is answered and its budget comes back: B is served.
+    let r = timeout(IO_TIMEOUT, read_response(&mut holder))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 200);
+    drop(holder);
+    let r = exchange(server.addr(), &client, &post_2008("/", &body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
 }
