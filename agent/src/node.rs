@@ -54,7 +54,26 @@ pub(crate) struct Node {
     /// Changes live on SIGHUP.
     pub(crate) reboot_command: std::sync::RwLock<Vec<String>>,
     tombstones: Tombstones,
-    locks: Mutex<HashMap<SliverName, Arc<tokio::sync::Mutex<()>>>>,
+    locks: SliverLocks,
+}
+
+/// One lock per sliver name. Names come from callers (any slice hrn under an authority
+/// credential), so locks nobody holds are dropped once there are many: the map stays as large as
+/// the calls in flight, not as every name ever asked for.
+#[derive(Debug, Default)]
+struct SliverLocks(Mutex<HashMap<SliverName, Arc<tokio::sync::Mutex<()>>>>);
+
+impl SliverLocks {
+    const PRUNE_AT: usize = 1024;
+
+    fn get(&self, name: &SliverName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if locks.len() >= Self::PRUNE_AT {
+            // Under the map's mutex no one can take a new handle, so a count of 1 is the map's.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        Arc::clone(locks.entry(name.clone()).or_default())
+    }
 }
 
 impl Node {
@@ -75,7 +94,7 @@ impl Node {
             credential,
             reboot_command: std::sync::RwLock::new(reboot_command),
             tombstones,
-            locks: Mutex::new(HashMap::new()),
+            locks: SliverLocks::default(),
         }
     }
 
@@ -157,8 +176,7 @@ impl Node {
 
     /// The lock that serialises changes to one sliver.
     fn lock(&self, name: &SliverName) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(locks.entry(name.clone()).or_default())
+        self.locks.get(name)
     }
 }
 
@@ -218,4 +236,27 @@ pub(crate) fn nm_fault(e: NmError) -> RpcError {
 pub(crate) fn now() -> i64 {
     use geni_trust::Clock;
     geni_trust::SystemClock.now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliver_locks_stay_as_many_as_are_held() {
+        let locks = SliverLocks::default();
+        let name = |i: usize| SliverName::parse(&format!("pl_s{i}")).unwrap();
+        let held = locks.get(&name(0));
+        let guard = held.try_lock().unwrap();
+        for i in 1..5_000 {
+            drop(locks.get(&name(i)));
+        }
+        let len = locks.0.lock().unwrap().len();
+        assert!(len <= SliverLocks::PRUNE_AT, "{len} locks kept");
+        // The held one survived every pruning: asking again gives the same lock, still taken.
+        let again = locks.get(&name(0));
+        assert!(Arc::ptr_eq(&held, &again));
+        assert!(again.try_lock().is_err());
+        drop(guard);
+    }
 }
