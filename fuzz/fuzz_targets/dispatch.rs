@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use geni_rpc::{CallContext, Dispatcher, PeerIdentity, RpcError};
-use geni_trust::{CertMode, Certificate, Keypair, Policy, TrustedRoots, Validity, Verifier};
+use geni_trust::{
+    CertMode, Certificate, Keypair, Operation, Policy, TrustedRoots, Validity, Verifier,
+};
 use geni_xmlrpc::{Limits, MethodResponse, Value};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,8 +28,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/vectors/gw2008");
+        let vectors =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gw2008");
         let roots = TrustedRoots::load_dir(&vectors.join("trusted_roots")).unwrap();
         let verifier = Arc::new(Verifier::new(
             roots,
@@ -55,7 +57,10 @@ fn fixture() -> &'static Fixture {
 fn one_string(method: &str, params: &[Value]) -> Result<String, RpcError> {
     match params {
         [Value::String(s), ..] => Ok(s.clone()),
-        _ => Err(RpcError::invalid_params(method, "the first argument is a string")),
+        _ => Err(RpcError::invalid_params(
+            method,
+            "the first argument is a string",
+        )),
     }
 }
 
@@ -63,47 +68,65 @@ fn one_string(method: &str, params: &[Value]) -> Result<String, RpcError> {
 fn dispatcher(verifier: Arc<Verifier>) -> Dispatcher {
     let mut d = Dispatcher::new();
     let v = Arc::clone(&verifier);
-    d.register("noop", "noop(cred, x)", move |_ctx: CallContext, params: Vec<Value>| {
-        let v = Arc::clone(&v);
-        async move {
-            let cred = one_string("noop", &params)?;
-            v.verify_credential_str(&cred)?;
-            Ok(params.get(1).cloned().unwrap_or(Value::Nil))
-        }
-    });
-    let v = Arc::clone(&verifier);
-    d.register("list_slices", "list_slices(cred)", move |ctx: CallContext, params: Vec<Value>| {
-        let v = Arc::clone(&v);
-        async move {
-            let cred = one_string("list_slices", &params)?;
-            let verified = v.verify_credential_checked(&cred, |c| match c.caller() {
-                Some(caller) => ctx.peer.require_caller(caller),
-                None => Ok(()),
-            })?;
-            ctx.peer.require_caller(verified.caller().gid())?;
-            if !verified.can_perform("listslices") {
-                return Err(RpcError::InsufficientRights {
-                    operation: "listslices".into(),
-                    rights: verified.privileges().to_string(),
-                });
+    d.register(
+        "noop",
+        "noop(cred, x)",
+        move |_ctx: CallContext, params: Vec<Value>| {
+            let v = Arc::clone(&v);
+            async move {
+                let cred = one_string("noop", &params)?;
+                v.verify_credential_str(&cred)?;
+                Ok(params.get(1).cloned().unwrap_or(Value::Nil))
             }
-            Ok(Value::Array(Vec::new()))
-        }
-    });
+        },
+    );
     let v = Arc::clone(&verifier);
-    d.register("redeem_ticket", "redeem_ticket(ticket)", move |ctx: CallContext, params: Vec<Value>| {
-        let v = Arc::clone(&v);
-        async move {
-            let ticket = one_string("redeem_ticket", &params)?;
-            let node = "planetlab.us.pl.node1".parse().ok();
-            let verified = v.verify_ticket_str(&ticket, node.as_ref())?;
-            ctx.peer.require_caller(verified.caller().gid())?;
-            Ok(Value::String(verified.ticket().subject().to_owned()))
-        }
-    });
-    d.register("get_ticket", "get_ticket()", |_ctx: CallContext, _p: Vec<Value>| async {
-        Err(RpcError::Failed("tickets are issued by the PLC side".into()))
-    });
+    d.register(
+        "list_slices",
+        "list_slices(cred)",
+        move |ctx: CallContext, params: Vec<Value>| {
+            let v = Arc::clone(&v);
+            async move {
+                let cred = one_string("list_slices", &params)?;
+                let verified = v.verify_credential_checked(&cred, |c| match c.caller() {
+                    Some(caller) => ctx.peer.require_caller(caller),
+                    None => Ok(()),
+                })?;
+                ctx.peer.require_caller(verified.caller().gid())?;
+                if !verified.can_perform(Operation::ListSlices) {
+                    return Err(RpcError::InsufficientRights {
+                        operation: "listslices".into(),
+                        rights: verified.privileges().to_string(),
+                    });
+                }
+                Ok(Value::Array(Vec::new()))
+            }
+        },
+    );
+    let v = Arc::clone(&verifier);
+    d.register(
+        "redeem_ticket",
+        "redeem_ticket(ticket)",
+        move |ctx: CallContext, params: Vec<Value>| {
+            let v = Arc::clone(&v);
+            async move {
+                let ticket = one_string("redeem_ticket", &params)?;
+                let node = "planetlab.us.pl.node1".parse().ok();
+                let verified = v.verify_ticket_str(&ticket, node.as_ref())?;
+                ctx.peer.require_caller(verified.caller().gid())?;
+                Ok(Value::String(verified.ticket().subject().to_owned()))
+            }
+        },
+    );
+    d.register(
+        "get_ticket",
+        "get_ticket()",
+        |_ctx: CallContext, _p: Vec<Value>| async {
+            Err(RpcError::Failed(
+                "tickets are issued by the PLC side".into(),
+            ))
+        },
+    );
     d
 }
 
@@ -133,7 +156,10 @@ fuzz_target!(|data: &[u8]| {
         panic!("a call did not complete synchronously");
     };
     if let MethodResponse::Fault(fault) = &response {
-        assert_ne!(fault.code, -32603, "peer input made an internal error: {fault:?}");
+        assert_ne!(
+            fault.code, -32603,
+            "peer input made an internal error: {fault:?}"
+        );
     }
     geni_xmlrpc::write_method_response(&response).expect("every answer encodes");
 });

@@ -8,7 +8,9 @@ use geni_trust::{ChainForm, Credential, Gid, ObjectKind, Ticket};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = ObjectKind::detect(text);
     if let Ok(gid) = Gid::parse(text) {
         let again = gid.to_chain_string(ChainForm::Plain).unwrap();
