@@ -141,15 +141,23 @@ pub(crate) struct NodeSection {
     pub(crate) nodemanager: NodeManagerSection,
 }
 
+/// `[node.limits]` and `[plc.limits]`: what one peer, one request and all of them together may
+/// cost the server (`geni_rpc::Limits`, whose defaults these are).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LimitsSection {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_xml_depth: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_peer: usize,
+    pub(crate) max_bytes_in_flight: usize,
+    pub(crate) max_multicall: usize,
     pub(crate) handshake_timeout_secs: u64,
     pub(crate) header_timeout_secs: u64,
+    pub(crate) pressure_timeout_secs: u64,
     pub(crate) body_timeout_secs: u64,
+    pub(crate) write_timeout_secs: u64,
+    pub(crate) idle_timeout_secs: u64,
 }
 
 /// `[node.local]`: how the local backend isolates slivers (`nm_bridge::local`; checked into its
@@ -271,9 +279,15 @@ impl Default for LimitsSection {
             max_body_bytes: d.max_body_bytes,
             max_xml_depth: d.max_xml_depth,
             max_connections: d.max_connections,
+            max_connections_per_peer: d.max_connections_per_peer,
+            max_bytes_in_flight: d.max_bytes_in_flight,
+            max_multicall: d.max_multicall,
             handshake_timeout_secs: d.handshake_timeout.as_secs(),
             header_timeout_secs: d.header_timeout.as_secs(),
+            pressure_timeout_secs: d.pressure_timeout.as_secs(),
             body_timeout_secs: d.body_timeout.as_secs(),
+            write_timeout_secs: d.write_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
         }
     }
 }
@@ -313,9 +327,15 @@ impl LimitsSection {
             max_body_bytes: self.max_body_bytes,
             max_xml_depth: self.max_xml_depth,
             max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            max_bytes_in_flight: self.max_bytes_in_flight,
+            max_multicall: self.max_multicall,
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             header_timeout: Duration::from_secs(self.header_timeout_secs),
+            pressure_timeout: Duration::from_secs(self.pressure_timeout_secs),
             body_timeout: Duration::from_secs(self.body_timeout_secs),
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             ..geni_rpc::Limits::default()
         }
     }

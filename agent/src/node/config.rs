@@ -155,6 +155,48 @@ mod tests {
     }
 
     #[test]
+    fn every_server_limit_can_be_set() {
+        let c = parse(
+            "[node.limits]\nmax_connections_per_peer = 3\nmax_bytes_in_flight = 1000\n\
+             max_multicall = 5\npressure_timeout_secs = 1\nwrite_timeout_secs = 7\n\
+             idle_timeout_secs = 9\n",
+        )
+        .unwrap();
+        let l = c.node.limits.to_limits();
+        assert_eq!(
+            (
+                l.max_connections_per_peer,
+                l.max_bytes_in_flight,
+                l.max_multicall
+            ),
+            (3, 1000, 5)
+        );
+        assert_eq!(
+            (
+                l.pressure_timeout.as_secs(),
+                l.write_timeout.as_secs(),
+                l.idle_timeout.as_secs()
+            ),
+            (1, 7, 9)
+        );
+        // Unset keys keep the server's defaults.
+        let d = geni_rpc::Limits::default();
+        let l = parse("").unwrap().node.limits.to_limits();
+        assert_eq!(
+            (
+                l.max_connections_per_peer,
+                l.max_bytes_in_flight,
+                l.max_multicall
+            ),
+            (
+                d.max_connections_per_peer,
+                d.max_bytes_in_flight,
+                d.max_multicall
+            )
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let e = format!("{:#}", parse("[node]\nlisten_addr = \"x\"\n").unwrap_err());
         assert!(e.contains("listen_addr"), "{e}");
