@@ -46,9 +46,12 @@ impl<B: PlcBackend> Registry<B> {
     /// a slice or node acting as caller) have no account to disable.
     pub(crate) async fn require_enabled(&self, hrn: &Hrn) -> Result<(), RpcError> {
         let find = |kind| async move { self.store.find(hrn, kind).await.map_err(store_fault) };
-        if let Some(user) = find(RecordType::User).await?
-            && user.pointer >= 0
-        {
+        if let Some(user) = find(RecordType::User).await? {
+            // A principal is a person or an authority: the authority lookups below are for
+            // callers with no user record.
+            if user.pointer < 0 {
+                return Ok(());
+            }
             let persons = self
                 .plc
                 .get_persons(Lookup::Ids(vec![user.pointer]))
@@ -60,8 +63,9 @@ impl<B: PlcBackend> Registry<B> {
             if !person.enabled {
                 return Err(disabled(format!("person {hrn} is disabled in PLC")));
             }
-            self.require_sites_enabled(hrn, person.site_ids.clone())
-                .await?;
+            return self
+                .require_sites_enabled(hrn, person.site_ids.clone())
+                .await;
         }
         for kind in [RecordType::Sa, RecordType::Ma] {
             if let Some(authority) = find(kind).await?
