@@ -17,10 +17,10 @@ const RSPEC: &str = r#"{"cpu_share":"32"}"#;
 
 /// One finished run of the binary.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Run {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Runs `geni-agent authority ARGS` in `cwd`.
@@ -40,7 +40,7 @@ fn run(cwd: &Path, args: &[&str]) -> Run {
 }
 
 /// Runs and insists on `code`.
-fn expect(code: i32, cwd: &Path, args: &[&str]) -> Run {
+pub(super) fn expect(code: i32, cwd: &Path, args: &[&str]) -> Run {
     let r = run(cwd, args);
     assert_eq!(
         r.code,

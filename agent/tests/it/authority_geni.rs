@@ -12,41 +12,7 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cwd: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_geni-agent"))
-        .arg("authority")
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("GENI_LOG")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().expect("killed by a signal"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn expect(code: i32, cwd: &Path, args: &[&str]) -> Run {
-    let r = run(cwd, args);
-    assert_eq!(
-        r.code,
-        code,
-        "`geni-agent authority {}` exited {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        r.code,
-        r.stdout,
-        r.stderr
-    );
-    r
-}
+use super::authority_cli::expect;
 
 fn geni_vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/geni")
