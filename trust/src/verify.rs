@@ -14,14 +14,18 @@
 //! Verdicts on GIDs and credentials are cached by a digest of the whole chain's canonical encoding
 //! (one leaf can be valid under one parent and not under another; the presented text is never
 //! kept, so leading junk or reformatting cannot multiply entries) until the earliest expiry in the
-//! chain, in a cache bounded in entries and in bytes, so a repeat caller costs one digest and one
-//! lookup and no RSA operation. Tickets are not cached: each is redeemed once.
+//! chain, in a cache bounded in entries and in bytes, so a repeat caller costs no RSA operation.
+//! In front of it, the exact texts that earned a live verdict map to their digest (a seeded fast
+//! hash and a byte-for-byte compare, bounded in bytes), so a caller presenting the same bytes
+//! again costs one hash, one compare and one lookup rather than canonicalising and SHA-256-hashing
+//! the whole chain. Tickets are not cached: each is redeemed once.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cert::{Certificate, DigestClass, chain_digest, format_utc};
+use crate::cert::{Certificate, DigestClass, WordHasher, chain_digest, format_utc};
 use crate::gid::Chained;
 use crate::{
     Credential, Gid, Hrn, MAX_CHAIN_LEN, PublicKey, Right, RightList, Ticket, TrustError,
@@ -45,7 +49,8 @@ pub struct Policy {
     /// credential in the wild. Certificates stay under `legacy_digests`.
     pub xml_dsig_sha1: bool,
     /// Most memory the cached verdicts may keep alive, in bytes (estimated from their GID
-    /// chains).
+    /// chains). The texts that map to them (the repeat caller's fast path) may hold a quarter of
+    /// this again.
     pub cache_bytes: usize,
 }
 
@@ -128,6 +133,9 @@ pub struct Verifier {
     policy: Policy,
     clock: Arc<dyn Clock>,
     cache: Mutex<Cache>,
+    /// Seeds the remembered texts' hash, outside the lock: a text is hashed before it is taken.
+    /// Random per verifier, so nobody can choose texts that collide.
+    text_hasher: foldhash::quality::RandomState,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +235,96 @@ impl<V> CacheMap<V> {
 struct Cache {
     credentials: CacheMap<Verdict>,
     gids: CacheMap<Verdict>,
+    texts: Texts,
+}
+
+/// How a text's digest is computed: a PEM chain's ([`chain_digest`]) or a GENI document's. Part
+/// of a remembered text's identity, so the same bytes read as the other form never share a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Chain,
+    Geni,
+}
+
+/// Presented texts that earned a live verdict, by a seeded hash of their bytes, each with its
+/// form and digest. A hit needs the same form and the same bytes (compared in full), so the map
+/// only saves the digest's work and never decides; entries whose verdict has gone are dropped
+/// first when it is full, then any.
+#[derive(Debug, Default)]
+struct Texts {
+    entries: HashMap<u64, Vec<TextEntry>, BuildHasherDefault<WordHasher>>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct TextEntry {
+    text: Box<str>,
+    form: Form,
+    digest: [u8; 32],
+}
+
+/// What one remembered text costs beyond its bytes.
+const TEXT_OVERHEAD: usize = 96;
+
+impl Texts {
+    fn get(&self, hash: u64, form: Form, text: &str) -> Option<[u8; 32]> {
+        self.entries
+            .get(&hash)?
+            .iter()
+            .find(|e| e.form == form && *e.text == *text)
+            .map(|e| e.digest)
+    }
+
+    /// Remembers `text`, making room within `budget` bytes: first by forgetting texts whose
+    /// verdict is gone (`live` says which are not), then any.
+    fn insert(
+        &mut self,
+        hash: u64,
+        entry: TextEntry,
+        budget: usize,
+        live: impl Fn(&[u8; 32]) -> bool,
+    ) {
+        let bytes = entry.text.len() + TEXT_OVERHEAD;
+        if bytes > budget || self.get(hash, entry.form, &entry.text).is_some() {
+            return;
+        }
+        if self.bytes + bytes > budget {
+            self.retain(|e| live(&e.digest));
+        }
+        while self.bytes + bytes > budget {
+            let Some(&key) = self.entries.keys().next() else {
+                break;
+            };
+            if let Some(gone) = self.entries.remove(&key) {
+                let freed: usize = gone.iter().map(|e| e.text.len() + TEXT_OVERHEAD).sum();
+                self.bytes = self.bytes.saturating_sub(freed);
+            }
+        }
+        self.entries.entry(hash).or_default().push(entry);
+        self.bytes += bytes;
+    }
+
+    fn retain(&mut self, keep: impl Fn(&TextEntry) -> bool) {
+        let mut bytes = 0;
+        self.entries.retain(|_, list| {
+            list.retain(|e| keep(e));
+            bytes += list
+                .iter()
+                .map(|e| e.text.len() + TEXT_OVERHEAD)
+                .sum::<usize>();
+            !list.is_empty()
+        });
+        self.bytes = bytes;
+    }
+
+    fn len(&self) -> usize {
+        self.entries.values().map(Vec::len).sum()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 impl Cache {
@@ -244,6 +342,7 @@ impl Cache {
     fn clear(&mut self) {
         self.credentials.clear();
         self.gids.clear();
+        self.texts.clear();
     }
 }
 
@@ -274,6 +373,7 @@ impl Verifier {
             policy,
             clock,
             cache: Mutex::new(Cache::default()),
+            text_hasher: foldhash::quality::RandomState::default(),
         }
     }
 
@@ -296,8 +396,8 @@ impl Verifier {
 
     /// Parses and verifies a GID chain.
     pub fn verify_gid_str(&self, text: &str) -> Result<VerifiedGid, TrustError> {
-        let digest = chain_digest(text);
-        match digest.and_then(|d| self.cached(Kind::Gid, &d)) {
+        let (digest, verdict) = self.lookup(Kind::Gid, Form::Chain, text);
+        match verdict {
             Some(Verdict::Gid(v)) => return Ok(v),
             Some(Verdict::Refused(e)) => return Err(e.into()),
             _ => {}
@@ -309,7 +409,8 @@ impl Verifier {
         if let Some(d) = digest {
             let bytes = verdict_bytes(&[&verified.gid]);
             let verdict = Verdict::Gid(verified.clone());
-            self.remember(Kind::Gid, d, verdict, verified.expires, bytes);
+            let text = Some((Form::Chain, text));
+            self.remember(Kind::Gid, d, verdict, verified.expires, bytes, text);
         }
         Ok(verified)
     }
@@ -357,7 +458,7 @@ impl Verifier {
     /// The cached verdict on `text`, if there is a live one: no parse, no RSA. A caller that
     /// wants to spend verification elsewhere (a blocking pool) asks this first.
     pub fn cached_credential(&self, text: &str) -> Option<VerifiedCredential> {
-        match self.cached(Kind::Credential, &chain_digest(text)?) {
+        match self.lookup(Kind::Credential, Form::Chain, text).1 {
             Some(Verdict::Credential(v)) => Some(v),
             _ => None,
         }
@@ -373,8 +474,8 @@ impl Verifier {
         text: &str,
         precheck: impl FnOnce(&Credential) -> Result<(), E>,
     ) -> Result<VerifiedCredential, E> {
-        let digest = chain_digest(text);
-        match digest.and_then(|d| self.cached(Kind::Credential, &d)) {
+        let (digest, verdict) = self.lookup(Kind::Credential, Form::Chain, text);
+        match verdict {
             Some(Verdict::Credential(v)) => return Ok(v),
             Some(Verdict::Refused(e)) => return Err(E::from(e.into())),
             _ => {}
@@ -388,7 +489,15 @@ impl Verifier {
         if let Some(d) = digest {
             let bytes = verdict_bytes(&[verified.caller().gid(), verified.object().gid()]);
             let verdict = Verdict::Credential(verified.clone());
-            self.remember(Kind::Credential, d, verdict, verified.0.expires, bytes);
+            let text = Some((Form::Chain, text));
+            self.remember(
+                Kind::Credential,
+                d,
+                verdict,
+                verified.0.expires,
+                bytes,
+                text,
+            );
         }
         Ok(verified)
     }
@@ -643,10 +752,41 @@ impl Verifier {
         Ok(())
     }
 
-    fn cached(&self, kind: Kind, digest: &[u8; 32]) -> Option<Verdict> {
-        let now = self.clock.now();
+    /// The digest of `text` read as `form`, and the live verdict of `kind` for it if there is
+    /// one. Bytes remembered earlier cost one seeded hash and one compare; other text is digested
+    /// in full (outside the lock) and, if that finds a live verdict, remembered, so that a
+    /// reformatted copy of a cached chain is fast from its second time on. `None` for text that
+    /// is not a well-formed chain (a parse then says why).
+    fn lookup(&self, kind: Kind, form: Form, text: &str) -> (Option<[u8; 32]>, Option<Verdict>) {
+        let hash = self.text_hasher.hash_one(text);
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(digest) = cache.texts.get(hash, form, text) {
+                return (Some(digest), self.live(&cache, kind, &digest));
+            }
+        }
+        let digest = match form {
+            Form::Chain => chain_digest(text),
+            Form::Geni => Some(geni::geni_digest(text)),
+        };
+        let Some(digest) = digest else {
+            return (None, None);
+        };
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = cache.map(kind).get(digest)?;
+        let verdict = self.live(&cache, kind, &digest);
+        if matches!(verdict, Some(Verdict::Credential(_) | Verdict::Gid(_))) {
+            self.remember_text(&mut cache, hash, form, text, digest);
+        }
+        (Some(digest), verdict)
+    }
+
+    fn live(&self, cache: &Cache, kind: Kind, digest: &[u8; 32]) -> Option<Verdict> {
+        let now = self.clock.now();
+        let map = match kind {
+            Kind::Credential => &cache.credentials,
+            Kind::Gid => &cache.gids,
+        };
+        let entry = map.get(digest)?;
         let live = match entry.verdict {
             // Also not if the clock went back past when it was made (it may say "expired").
             Verdict::Refused(_) => {
@@ -657,7 +797,38 @@ impl Verifier {
         live.then(|| entry.verdict.clone())
     }
 
-    fn remember(&self, kind: Kind, digest: [u8; 32], verdict: Verdict, expires: i64, bytes: usize) {
+    /// Remembers that `text` (read as `form`) has `digest`, within a quarter of the cache's byte
+    /// budget.
+    fn remember_text(
+        &self,
+        cache: &mut Cache,
+        hash: u64,
+        form: Form,
+        text: &str,
+        digest: [u8; 32],
+    ) {
+        let entry = TextEntry {
+            text: Box::from(text),
+            form,
+            digest,
+        };
+        let budget = self.policy.cache_bytes / 4;
+        let (credentials, gids) = (&cache.credentials, &cache.gids);
+        let live = |d: &[u8; 32]| credentials.get(d).is_some() || gids.get(d).is_some();
+        cache.texts.insert(hash, entry, budget, live);
+    }
+
+    /// Caches `verdict` for `digest` (and, for a verdict that believes something, the exact
+    /// `text` it was read from).
+    fn remember(
+        &self,
+        kind: Kind,
+        digest: [u8; 32],
+        verdict: Verdict,
+        expires: i64,
+        bytes: usize,
+        text: Option<(Form, &str)>,
+    ) {
         let (capacity, budget) = (self.policy.cache_capacity, self.policy.cache_bytes);
         if capacity == 0 || bytes > budget {
             return;
@@ -685,13 +856,18 @@ impl Verifier {
             }
         }
         cache.map(kind).insert(digest, verdict, expires, bytes);
+        if let Some((form, text)) = text {
+            let hash = self.text_hasher.hash_one(text);
+            self.remember_text(&mut cache, hash, form, text, digest);
+        }
     }
 
     fn remember_refusal(&self, kind: Kind, digest: Option<[u8; 32]>, error: &VerifyError) {
         if let Some(d) = digest {
             let expires = self.clock.now().saturating_add(REFUSAL_TTL_SECS);
             let bytes = 256 + error.to_string().len();
-            self.remember(kind, d, Verdict::Refused(error.clone()), expires, bytes);
+            let verdict = Verdict::Refused(error.clone());
+            self.remember(kind, d, verdict, expires, bytes, None);
         }
     }
 
@@ -699,6 +875,12 @@ impl Verifier {
     pub fn cache_usage(&self) -> (usize, usize) {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         (cache.credentials.len() + cache.gids.len(), cache.bytes())
+    }
+
+    /// Texts remembered in front of the verdicts and the bytes they hold, for reports and tests.
+    pub fn cache_text_usage(&self) -> (usize, usize) {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        (cache.texts.len(), cache.texts.bytes)
     }
 }
 

@@ -916,6 +916,116 @@ fn r13_the_cache_is_keyed_by_the_chain_not_the_text() {
     );
 }
 
+/// A text is found only by its own form and its own bytes, whatever its hash: entries that
+/// share a hash (forced here) never answer for each other.
+#[test]
+fn texts_match_form_and_every_byte() {
+    let mut texts = Texts::default();
+    let entry = |text: &str, form, d| TextEntry {
+        text: Box::from(text),
+        form,
+        digest: [d; 32],
+    };
+    let all_live = |_: &[u8; 32]| true;
+    texts.insert(7, entry("chain-a", Form::Chain, 1), 4096, all_live);
+    texts.insert(7, entry("chain-b", Form::Chain, 2), 4096, all_live);
+    texts.insert(7, entry("chain-a", Form::Geni, 3), 4096, all_live);
+    assert_eq!(texts.get(7, Form::Chain, "chain-a"), Some([1; 32]));
+    assert_eq!(texts.get(7, Form::Chain, "chain-b"), Some([2; 32]));
+    assert_eq!(texts.get(7, Form::Geni, "chain-a"), Some([3; 32]));
+    assert_eq!(texts.get(7, Form::Chain, "chain-c"), None);
+    assert_eq!(texts.get(7, Form::Chain, "chain-a "), None);
+    assert_eq!(texts.get(8, Form::Chain, "chain-a"), None);
+    assert_eq!(texts.len(), 3);
+    // Full: the texts whose verdict is gone go first, then any; the budget always holds.
+    let budget = 3 * (TEXT_OVERHEAD + 7);
+    texts.insert(9, entry("chain-d", Form::Chain, 4), budget, |d| {
+        *d != [2; 32]
+    });
+    assert_eq!(
+        texts.get(7, Form::Chain, "chain-b"),
+        None,
+        "its verdict was gone"
+    );
+    assert_eq!(texts.get(9, Form::Chain, "chain-d"), Some([4; 32]));
+    assert!(texts.bytes <= budget, "{}", texts.bytes);
+    for i in 0..20u8 {
+        texts.insert(
+            u64::from(i),
+            entry(&format!("x{i:06}"), Form::Chain, i),
+            budget,
+            all_live,
+        );
+        assert!(texts.bytes <= budget, "{}", texts.bytes);
+    }
+    assert_eq!(texts.bytes, texts.len() * (TEXT_OVERHEAD + 7));
+    texts.clear();
+    assert_eq!((texts.len(), texts.bytes), (0, 0));
+}
+
+// See: issue 13's cache-hit regression (a hit canonicalised and SHA-256-hashed the whole chain).
+#[test]
+fn r13_a_repeat_caller_is_served_by_its_exact_bytes() {
+    let v = verifier();
+    let text = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let first = v.verify_credential_str(&text).unwrap();
+    assert_eq!(v.cache_text_usage().0, 1, "the verified text is remembered");
+    let again = v.verify_credential_str(&text).unwrap();
+    assert!(Arc::ptr_eq(&first.0, &again.0));
+    assert_eq!(v.cache_text_usage().0, 1, "and found again, not added");
+    // A reformatted copy reaches the same verdict through its digest, and is remembered too.
+    let crlf = text.replace('\n', "\r\n");
+    let via_digest = v.cached_credential(&crlf).unwrap();
+    assert!(Arc::ptr_eq(&first.0, &via_digest.0));
+    assert_eq!(v.cache_text_usage().0, 2);
+    // Refused and unparsable texts are never remembered.
+    let mut forged = text.clone().into_bytes();
+    let at = (300..)
+        .find(|&i| forged[i].is_ascii_alphanumeric())
+        .unwrap();
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(
+        v.verify_credential_str(&forged).is_err(),
+        "the leaf's body changed"
+    );
+    assert!(v.verify_credential_str("not a chain").is_err());
+    assert_eq!(v.cache_text_usage().0, 2);
+    // A remembered text does not outlive its verdict's expiry or a reload of the roots.
+    v.replace_roots(roots());
+    assert_eq!(v.cache_text_usage(), (0, 0));
+    assert!(v.cached_credential(&text).is_none());
+}
+
+// See: issue 13 (memory stays bounded whatever a peer sends). Whitespace variants of one valid
+// credential each earn a remembered text, within a quarter of the byte budget.
+#[test]
+fn r13_remembered_texts_stay_within_their_budget() {
+    let cache_bytes = 256 * 1024;
+    let v = Verifier::new(
+        roots(),
+        Policy {
+            cache_bytes,
+            ..Policy::default()
+        },
+    );
+    let text = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let first = v.verify_credential_str(&text).unwrap();
+    for i in 0..64 {
+        let variant = format!("{}{text}{}", "\n".repeat(i), " ".repeat(i));
+        let again = v.verify_credential_str(&variant).unwrap();
+        assert!(Arc::ptr_eq(&first.0, &again.0));
+        let (entries, bytes) = v.cache_text_usage();
+        assert!(bytes <= cache_bytes / 4, "{entries} texts, {bytes} bytes");
+    }
+    assert_eq!(v.cache_usage().0, 1, "one verdict whatever the variants");
+    assert!(v.cache_text_usage().0 >= 1);
+}
+
 // See: issue 13 ("the cache is filled before the caller's TLS key is checked").
 #[test]
 fn r13_a_failed_precheck_costs_no_verification_and_caches_nothing() {

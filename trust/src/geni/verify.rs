@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use super::{
-    Checked, CredentialVerdict, Kind, Verdict, VerifiedCredential, VerifiedGid, Verifier,
+    Checked, CredentialVerdict, Form, Kind, Verdict, VerifiedCredential, VerifiedGid, Verifier,
     verdict_bytes,
 };
 use crate::cert::Certificate;
@@ -72,8 +72,9 @@ impl Verifier {
         text: &str,
         precheck: impl FnOnce(&Gid) -> Result<(), E>,
     ) -> Result<VerifiedCredential, E> {
-        let digest = geni_digest(text);
-        match self.cached(Kind::Credential, &digest) {
+        let (digest, verdict) = self.lookup(Kind::Credential, Form::Geni, text);
+        let digest = digest.unwrap_or_else(|| geni_digest(text));
+        match verdict {
             Some(Verdict::Credential(v)) => return Ok(v),
             Some(Verdict::Refused(e)) => return Err(E::from(e.into())),
             _ => {}
@@ -86,7 +87,15 @@ impl Verifier {
             .map_err(|e| E::from(TrustError::from(e)))?;
         let bytes = verdict_bytes(&[verified.caller().gid(), verified.object().gid()]);
         let verdict = Verdict::Credential(verified.clone());
-        self.remember(Kind::Credential, digest, verdict, verified.0.expires, bytes);
+        let text = Some((Form::Geni, text));
+        self.remember(
+            Kind::Credential,
+            digest,
+            verdict,
+            verified.0.expires,
+            bytes,
+            text,
+        );
         Ok(verified)
     }
 
@@ -117,7 +126,7 @@ impl Verifier {
         if !is_geni_credential(text) {
             return self.cached_credential(text);
         }
-        match self.cached(Kind::Credential, &geni_digest(text)) {
+        match self.lookup(Kind::Credential, Form::Geni, text).1 {
             Some(Verdict::Credential(v)) => Some(v),
             _ => None,
         }
@@ -391,7 +400,7 @@ fn gid_of_chain(chain: &[Certificate]) -> Result<Gid, TrustError> {
 
 /// The verdict cache's key for a GENI document: its bytes, hashed apart from the 2008 chain
 /// digests (an XML document and a PEM chain never share a key).
-fn geni_digest(text: &str) -> [u8; 32] {
+pub(super) fn geni_digest(text: &str) -> [u8; 32] {
     let mut hasher = openssl::sha::Sha256::new();
     hasher.update(b"geni_sfa\0");
     hasher.update(text.as_bytes());
