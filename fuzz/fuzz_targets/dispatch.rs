@@ -135,9 +135,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // The node's own request limits.
     let limits = Limits {
         max_depth: 64,
         max_bytes: 4 * 1024 * 1024,
+        max_values: 16_384,
     };
     let Ok(call) = geni_xmlrpc::parse_method_call(text, &limits) else {
         return;

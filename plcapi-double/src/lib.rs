@@ -239,6 +239,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let limits = Limits {
         max_depth: 64,
         max_bytes: MAX_REQUEST_BYTES,
+        ..Limits::default()
     };
     let answer = match parse_method_call(text, &limits) {
         Ok(call) => {

@@ -6,12 +6,13 @@
 //! HTTP/1 (1.0 without a Host header included, as 2008's `httplib` sends), routed by axum: `POST
 //! /` and `POST /RPC2` reach the dispatcher, anything else is 404 or 405. Every limit is answered,
 //! never a crash: a body over the limit is 413, a body too slow is 408, a body that finds the
-//! server's memory for bodies in use waits and then gets 503, headers too slow close the
-//! connection, a write that makes no progress or a keep-alive connection left idle closes it, XML
-//! too deep or with a DOCTYPE is a fault. Which connections are kept is [`crate::admission`]'s
-//! decision: a share per peer address, and the oldest connection that has sent no request is
-//! evicted when the pool is full. On shutdown the listeners stop, in-flight calls finish, idle
-//! connections close.
+//! server's memory for requests in use waits (if one of the few waiting places is free) and then
+//! gets 503, what a body decodes to is held against that memory until its answer is written,
+//! headers too slow close the connection, a write that makes no progress or a keep-alive
+//! connection left idle closes it, XML too deep, too many values or a DOCTYPE is a fault. Which
+//! connections are kept is [`crate::admission`]'s decision: a share per peer address, and the
+//! oldest connection that has sent no request is evicted when the pool is full. On shutdown the
+//! listeners stop, in-flight calls finish, idle connections close.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub const DEFAULT_PORT: u16 = 12345;
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_xml_depth: usize,
+    /// Values and struct members one request may decode to ([`geni_xmlrpc::Limits::max_values`]).
+    pub max_xml_values: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -63,9 +66,14 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections one peer address may hold at once.
     pub max_connections_per_peer: usize,
-    /// Request body bytes buffered across all connections; a body that would go over waits
-    /// (up to its body timeout) and is then answered 503.
+    /// Request memory across all connections: each body's bytes while it is read, then what it
+    /// decoded to until its answer is written. A body that would go over waits (up to its body
+    /// timeout) and is then answered 503.
     pub max_bytes_in_flight: usize,
+    /// Bodies that may wait for [`Limits::max_bytes_in_flight`] at once; a body over that is
+    /// answered 503 at once and its connection closed. A waiting connection holds its TLS record
+    /// and HTTP buffers (tens of KiB): unbounded waiting was most of a flood's memory.
+    pub max_waiting_bodies: usize,
     /// Calls one `system.multicall` may carry.
     pub max_multicall: usize,
     /// How long shutdown waits for in-flight calls.
@@ -77,6 +85,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_xml_depth: 64,
+            max_xml_values: 16_384,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -86,6 +95,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_peer: 64,
             max_bytes_in_flight: 64 * 1024 * 1024,
+            max_waiting_bodies: 64,
             max_multicall: crate::DEFAULT_MAX_MULTICALL,
             drain_timeout: Duration::from_secs(30),
         }
@@ -138,8 +148,10 @@ struct Shared {
     dispatcher: Dispatcher,
     limits: Limits,
     admission: Arc<Admission>,
-    /// Request body bytes buffered across all connections, one permit a byte.
+    /// Request memory across all connections, one permit a byte.
     body_budget: Arc<Semaphore>,
+    /// Places for bodies waiting for [`Shared::body_budget`].
+    body_waiters: Semaphore,
     warnings: RateLimit,
 }
 
@@ -185,6 +197,12 @@ impl Server {
                     .max(options.limits.max_body_bytes)
                     .min(Semaphore::MAX_PERMITS),
             )),
+            body_waiters: Semaphore::new(
+                options
+                    .limits
+                    .max_waiting_bodies
+                    .min(Semaphore::MAX_PERMITS),
+            ),
             limits: options.limits,
             warnings: RateLimit::new(Duration::from_secs(1)),
         });
@@ -478,8 +496,9 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     builder
         .timer(TokioTimer::new())
         // hyper's read buffer otherwise grows to ~400 KiB per connection (400 MiB for a full
-        // pool of peers streaming bodies); bodies are read through it a buffer at a time.
-        .max_buf_size(16 * 1024)
+        // pool of peers streaming bodies); bodies are read through it a buffer at a time. 8 KiB
+        // is hyper's least: XML-RPC request headers are a few hundred bytes.
+        .max_buf_size(8 * 1024)
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -530,8 +549,8 @@ async fn rpc(
     let reserve = declared.map_or(limits.max_body_bytes, |n| {
         usize::try_from(n).unwrap_or(limits.max_body_bytes)
     });
-    let read = read_body(req.into_body(), reserve, limits, &shared.body_budget).await;
-    let (bytes, _budget) = match read {
+    let read = read_body(req.into_body(), reserve, limits, &shared).await;
+    let (bytes, mut budget) = match read {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -539,34 +558,70 @@ async fn rpc(
     let xml_limits = geni_xmlrpc::Limits {
         max_depth: limits.max_xml_depth,
         max_bytes: limits.max_body_bytes,
+        max_values: limits.max_xml_values,
     };
-    match std::str::from_utf8(&bytes) {
+    let call = match std::str::from_utf8(&bytes) {
         Err(e) => {
             let position = e.valid_up_to() as u64;
             let err = geni_xmlrpc::XmlRpcError::Malformed {
                 message: "request body is not UTF-8".into(),
                 position,
             };
-            fault_response(&RpcError::Parse(err), "?")
+            return fault_response(&RpcError::Parse(err), "?");
         }
         Ok(text) => match geni_xmlrpc::parse_method_call(text, &xml_limits) {
-            Err(e) => fault_response(&RpcError::Parse(e), "?"),
-            Ok(call) => {
-                // Peer bytes of any length: the log gets them escaped and clipped.
-                let method = crate::clean(&call.method, crate::MAX_FAULT_CHARS);
-                let outcome = shared.dispatcher.dispatch(ctx, call).await;
-                match &outcome {
-                    geni_xmlrpc::MethodResponse::Success(_) => {
-                        tracing::info!(method = %method, outcome = "ok", elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "Call")
-                    }
-                    geni_xmlrpc::MethodResponse::Fault(f) => {
-                        tracing::info!(method = %method, outcome = "fault", fault.code = f.code, fault.message = %f.string, "Call")
-                    }
-                }
-                encode(&outcome)
-            }
+            Err(e) => return fault_response(&RpcError::Parse(e), "?"),
+            Ok(call) => call,
         },
+    };
+    // The body gives way to what it decoded to, which the budget holds until the answer:
+    // dense markup decodes to several times its size (bounded by max_xml_values).
+    drop(bytes);
+    if !charge(&mut budget, call.footprint(), &shared.body_budget) {
+        return busy();
     }
+    // Peer bytes of any length: the log gets them escaped and clipped.
+    let method = crate::clean(&call.method, crate::MAX_FAULT_CHARS);
+    let outcome = shared.dispatcher.dispatch(ctx, call).await;
+    match &outcome {
+        geni_xmlrpc::MethodResponse::Success(_) => {
+            tracing::info!(method = %method, outcome = "ok", elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "Call")
+        }
+        geni_xmlrpc::MethodResponse::Fault(f) => {
+            tracing::info!(method = %method, outcome = "fault", fault.code = f.code, fault.message = %f.string, "Call")
+        }
+    }
+    encode(&outcome)
+}
+
+/// Makes `held` exactly `bytes` of the budget: gives back what a body held beyond what it decoded
+/// to, or takes the difference without waiting (a request already holding memory must not wait
+/// for more: two such could wait on each other). False when the budget has no room.
+fn charge(held: &mut OwnedSemaphorePermit, bytes: usize, budget: &Arc<Semaphore>) -> bool {
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    let have = u32::try_from(held.num_permits()).unwrap_or(u32::MAX);
+    if bytes <= have {
+        // Dropping the split part returns it to the budget.
+        drop(held.split((have - bytes) as usize));
+        return true;
+    }
+    match Arc::clone(budget).try_acquire_many_owned(bytes - have) {
+        Ok(more) => {
+            held.merge(more);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// 503, closing the connection: the unread rest of a body is not worth reading.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
+        "server busy: its memory for requests is in use; retry\n",
+    )
+        .into_response()
 }
 
 fn fault_response(err: &RpcError, method: &str) -> Response {
@@ -595,29 +650,27 @@ fn encode(outcome: &geni_xmlrpc::MethodResponse) -> Response {
 /// Reads a request body within the size limit, the body timeout and the server's budget of
 /// bytes in flight. The body's whole length (`reserve`: declared, or the limit when unknown) is
 /// taken from the budget before a byte is read: taking it as bytes arrive let a flood of bodies
-/// each hold a part of the budget and none finish. When the budget is in use the body waits, and
-/// at its deadline is answered 503.
+/// each hold a part of the budget and none finish. When the budget is in use the body waits, if
+/// there is a waiting place, and at its deadline is answered 503; with none, 503 at once.
 async fn read_body(
     mut body: axum::body::Body,
     reserve: usize,
     limits: &Limits,
-    budget: &Arc<Semaphore>,
+    shared: &Shared,
 ) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
     let deadline = tokio::time::Instant::now() + limits.body_timeout;
     let n = u32::try_from(reserve.min(limits.max_body_bytes)).unwrap_or(u32::MAX);
-    let held = match budget.clone().try_acquire_many_owned(n) {
+    let budget = &shared.body_budget;
+    let held = match Arc::clone(budget).try_acquire_many_owned(n) {
         Ok(p) => p,
         Err(_) => {
-            match tokio::time::timeout_at(deadline, budget.clone().acquire_many_owned(n)).await {
+            let Ok(_place) = shared.body_waiters.try_acquire() else {
+                return Err(busy());
+            };
+            let wait = Arc::clone(budget).acquire_many_owned(n);
+            match tokio::time::timeout_at(deadline, wait).await {
                 Ok(Ok(p)) => p,
-                _ => {
-                    return Err((
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        [(header::RETRY_AFTER, "1")],
-                        "server busy: its memory for request bodies is in use; retry\n",
-                    )
-                        .into_response());
-                }
+                _ => return Err(busy()),
             }
         }
     };

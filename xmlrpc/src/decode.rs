@@ -29,6 +29,11 @@ pub struct Limits {
     pub max_depth: usize,
     /// Largest document accepted, in bytes.
     pub max_bytes: usize,
+    /// Most values (every scalar, array and struct) and struct members one document may hold.
+    /// A few bytes of markup decode to tens of bytes of values (`<value/>` is 8 bytes and
+    /// becomes a 32-byte [`Value`]; a member also holds its name twice while decoding), so
+    /// without this a document's memory is not bounded by its size.
+    pub max_values: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +41,7 @@ impl Default for Limits {
         Self {
             max_depth: 64,
             max_bytes: 4 * 1024 * 1024,
+            max_values: 65_536,
         }
     }
 }
@@ -147,6 +153,8 @@ struct Parser<'a> {
     reader: Reader<&'a [u8]>,
     limits: Limits,
     depth: usize,
+    /// Values and members read so far, against [`Limits::max_values`].
+    values: usize,
     /// The event that ended a text run, with its offset, to be handed out next.
     peeked: Option<(Event<'a>, u64)>,
     /// Whether any event has been read: the XML declaration must be the very first thing.
@@ -170,6 +178,7 @@ impl<'a> Parser<'a> {
             reader,
             limits: *limits,
             depth: 0,
+            values: 0,
             peeked: None,
             started: false,
         })
@@ -235,6 +244,18 @@ impl<'a> Parser<'a> {
             Event::PI(_) => Err(malformed("processing instructions are not allowed", at)),
             _ => Err(malformed("unexpected markup", at)),
         }
+    }
+
+    /// Counts one more value or member.
+    fn count(&mut self, at: u64) -> Result<()> {
+        self.values += 1;
+        if self.values > self.limits.max_values {
+            return Err(XmlRpcError::TooManyValues {
+                limit: self.limits.max_values,
+                position: at,
+            });
+        }
+        Ok(())
     }
 
     fn xml_error(&self, e: &XmlError) -> XmlRpcError {
@@ -337,6 +358,8 @@ impl<'a> Parser<'a> {
 
     /// Inside a `<value>`: untyped text, a scalar, or the start of a container.
     fn value_head(&mut self) -> Result<Step> {
+        let at = self.reader.buffer_position();
+        self.count(at)?;
         let (text, tok) = match self.next()? {
             Tok::Text(text, _) => (text, self.next()?),
             tok => (String::new(), tok),
@@ -388,6 +411,7 @@ impl<'a> Parser<'a> {
             },
             Frame::Struct(members, mut names, _) => match tok {
                 Tok::Open(Tag::Known("member"), at) => {
+                    self.count(at)?;
                     self.open("name", "<name>")?;
                     let (name, _) = self.text_then_close("</name>")?;
                     if !names.insert(name.clone()) {

@@ -17,7 +17,7 @@ mod value;
 
 pub use decode::{Limits, parse_method_call, parse_method_response, parse_params};
 pub use encode::{dumps_params, write_method_call, write_method_response};
-pub use value::{Fault, MethodCall, MethodResponse, Struct, Value};
+pub use value::{ALLOCATION_OVERHEAD, Fault, MethodCall, MethodResponse, Struct, Value};
 
 /// Everything that can go wrong decoding or encoding XML-RPC.
 ///
@@ -48,6 +48,9 @@ pub enum XmlRpcError {
     /// Elements nest deeper than [`Limits::max_depth`].
     #[error("XML nesting deeper than {limit} levels (at byte {position})")]
     TooDeep { limit: usize, position: u64 },
+    /// More values and struct members than [`Limits::max_values`].
+    #[error("more than {limit} values in one document (at byte {position})")]
+    TooManyValues { limit: usize, position: u64 },
     /// A document larger than [`Limits::max_bytes`].
     #[error("document of {size} bytes is over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },

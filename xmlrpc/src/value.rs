@@ -3,6 +3,10 @@
 //! Structs keep their member order because the encoder must reproduce Python 2's dict order
 //! byte for byte; lookups ignore order because 2008 peers emitted members in hash order.
 
+/// What [`Value::footprint`] adds for each heap allocation: the allocator's header and rounding
+/// (glibc's smallest chunk is 32 bytes, whatever was asked for).
+pub const ALLOCATION_OVERHEAD: usize = 16;
+
 /// One XML-RPC value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -33,6 +37,22 @@ pub struct MethodCall {
     pub params: Vec<Value>,
 }
 
+impl MethodCall {
+    /// The memory the call holds, in bytes ([`Value::footprint`] of each parameter, the
+    /// parameter list and the method name).
+    pub fn footprint(&self) -> usize {
+        let list = match self.params.capacity() {
+            0 => 0,
+            n => n * size_of::<Value>() + ALLOCATION_OVERHEAD,
+        };
+        size_of::<Self>()
+            + self.method.capacity()
+            + ALLOCATION_OVERHEAD
+            + list
+            + self.params.iter().map(Value::owned_bytes).sum::<usize>()
+    }
+}
+
 /// A decoded `methodResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MethodResponse {
@@ -50,6 +70,43 @@ pub struct Fault {
 // === impl Value ===
 
 impl Value {
+    /// The memory this value holds, in bytes: itself and everything it owns, by allocated
+    /// capacity, plus [`ALLOCATION_OVERHEAD`] for each allocation. What a server charges against
+    /// its memory budget for a decoded request.
+    pub fn footprint(&self) -> usize {
+        size_of::<Self>() + self.owned_bytes()
+    }
+
+    /// What the value owns beyond its own inline size (which its holder counts: a `Vec`'s
+    /// capacity, a struct member's slot). Iterative, so no nesting can exhaust the stack.
+    fn owned_bytes(&self) -> usize {
+        let allocation = |capacity: usize, item: usize| match capacity {
+            0 => 0,
+            n => n * item + ALLOCATION_OVERHEAD,
+        };
+        let mut total = 0;
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            match v {
+                Self::Array(items) => {
+                    total += allocation(items.capacity(), size_of::<Self>());
+                    stack.extend(items);
+                }
+                Self::Base64(b) => total += allocation(b.capacity(), 1),
+                Self::DateTime(s) | Self::String(s) => total += allocation(s.capacity(), 1),
+                Self::Struct(st) => {
+                    total += allocation(st.members.capacity(), size_of::<(String, Self)>());
+                    for (name, value) in &st.members {
+                        total += allocation(name.capacity(), 1);
+                        stack.push(value);
+                    }
+                }
+                Self::Bool(_) | Self::Double(_) | Self::Int(_) | Self::Nil => {}
+            }
+        }
+        total
+    }
+
     /// The string inside, when this is a `String`.
     pub fn as_str(&self) -> Option<&str> {
         match self {

@@ -29,6 +29,9 @@ pub(super) const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 const RESPONSE_LIMITS: Limits = Limits {
     max_depth: 64,
     max_bytes: MAX_RESPONSE_BYTES,
+    // PLCAPI's GetPersons on a 10,000-person PLC is ~600,000 values and members, and 16 MiB of
+    // `<value/>` would be two million: room for the first, a bound on the second.
+    max_values: 2_000_000,
 };
 
 const AGENT: &str = concat!("geni-agent/", env!("CARGO_PKG_VERSION"));

@@ -2042,3 +2042,143 @@ async fn r13_bodies_wait_for_the_memory_budget_and_then_get_503() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+// See: issue 13 ("Unbounded memory"): every body that waited for the budget held its
+// connection's TLS and HTTP buffers for as long as it waited, so a flood's waiting bodies cost
+// more than the budget itself. Only `max_waiting_bodies` wait; the next is told at once.
+#[tokio::test]
+async fn r13_only_so_many_bodies_wait_and_the_rest_get_503_at_once() {
+    let server = start(Limits {
+        max_body_bytes: 64 * 1024,
+        max_bytes_in_flight: 64 * 1024,
+        max_waiting_bodies: 1,
+        body_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let mut holder = open(server.addr(), &client).await;
+    let held = call_body("slow", vec![Value::Int(1500), "p".repeat(60_000).into()]);
+    holder.write_all(&post_keep_alive(&held)).await.unwrap();
+    holder.flush().await.unwrap();
+    timeout(IO_TIMEOUT, server.slow_started.notified())
+        .await
+        .unwrap();
+    // B takes the one waiting place.
+    let body = call_body("echo", vec!["y".repeat(20_000).into()]);
+    let addr = server.addr();
+    let waiting = {
+        let (client, request) = (client.clone(), post_2008("/", &body));
+        tokio::spawn(async move { exchange(addr, &client, &request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // C finds none: 503 without waiting, and its connection is closed.
+    let started = Instant::now();
+    let mut c = open(addr, &client).await;
+    c.write_all(&post_keep_alive(&body)).await.unwrap();
+    c.flush().await.unwrap();
+    let r = timeout(IO_TIMEOUT, read_response(&mut c))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("server busy"), "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    let closed = timeout(IO_TIMEOUT, c.read_to_end(&mut rest)).await.unwrap();
+    assert!(
+        closed.is_err() || rest.is_empty(),
+        "{} more bytes",
+        rest.len()
+    );
+    // A is answered, and B, which waited, is served with A's memory.
+    let r = timeout(IO_TIMEOUT, read_response(&mut holder))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = timeout(IO_TIMEOUT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_serving(&server).await;
+}
+
+/// `count` `<value/>`s in one array: 8 bytes of markup each, 32 bytes of value each.
+fn dense_echo(count: usize) -> String {
+    format!(
+        "<?xml version='1.0'?><methodCall><methodName>echo</methodName><params><param><value>\
+         <array><data>{}</data></array></value></param></params></methodCall>",
+        "<value/>".repeat(count)
+    )
+}
+
+// See: issue 13 ("1,024 buffered 4 MiB bodies (plus the decoded values)"): the budget held a
+// body's bytes, but what it decoded to was free, and dense markup decodes to several times its
+// size. Now a request holds what it decoded to until it is answered, and the values it may hold
+// are capped.
+#[tokio::test]
+async fn r13_what_a_body_decodes_to_is_charged_to_the_budget() {
+    let server = start(Limits {
+        max_body_bytes: 64 * 1024,
+        max_bytes_in_flight: 64 * 1024,
+        ..Limits::default()
+    })
+    .await;
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    // 5,000 values: a 40 KB body fits the budget, its 160 KB of values do not.
+    let dense = dense_echo(5_000);
+    assert!(dense.len() < 48 * 1024);
+    let r = exchange(server.addr(), &client, &post_2008("/", &dense))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Nothing was kept: the whole budget is there for a request that fits, again and again.
+    for _ in 0..3 {
+        let r = exchange(server.addr(), &client, &post_2008("/", dense_echo(1_000)))
+            .await
+            .unwrap();
+        match r.xmlrpc() {
+            MethodResponse::Success(Value::Array(a)) => {
+                assert_eq!(a[0].as_array().map(<[Value]>::len), Some(1_000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let fits = call_body("echo", vec!["z".repeat(60_000).into()]);
+        let r = exchange(server.addr(), &client, &post_2008("/", &fits))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_serving(&server).await;
+}
+
+#[tokio::test]
+async fn r13_a_request_over_the_value_cap_is_a_clean_fault() {
+    let server = start(Limits {
+        max_xml_values: 100,
+        ..Limits::default()
+    })
+    .await;
+    let fault = raw_fault(&server, dense_echo(100)).await;
+    assert_eq!(fault.code, -32700, "{fault:?}");
+    assert!(
+        fault.string.contains("more than 100 values"),
+        "{}",
+        fault.string
+    );
+    let client = Client::presenting(&pki().alice, Tls::V13);
+    let r = exchange(server.addr(), &client, &post_2008("/", dense_echo(99)))
+        .await
+        .unwrap();
+    assert!(matches!(r.xmlrpc(), MethodResponse::Success(_)));
+    assert_serving(&server).await;
+}

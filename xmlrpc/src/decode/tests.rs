@@ -494,6 +494,101 @@ fn refuses_deep_nesting_without_overflowing() {
     );
 }
 
+// See: issue 13 ("1,024 buffered 4 MiB bodies (plus the decoded values)"): 8 bytes of markup
+// became a 32-byte value, so a document's memory was not bounded by its size.
+#[test]
+fn r13_values_are_counted_and_capped() {
+    let limits = Limits {
+        max_values: 10,
+        ..Limits::default()
+    };
+    let array = |n: usize| {
+        format!(
+            "<params><param><value><array><data>{}</data></array></value></param></params>",
+            "<value/>".repeat(n)
+        )
+    };
+    // The array itself and nine items: ten values.
+    assert_eq!(
+        parse_params(&array(9), &limits).unwrap()[0]
+            .as_array()
+            .unwrap()
+            .len(),
+        9
+    );
+    let err = parse_params(&array(10), &limits).unwrap_err();
+    assert!(
+        matches!(err, XmlRpcError::TooManyValues { limit: 10, .. }),
+        "{err}"
+    );
+    // Members count too: a struct, four members and their four values are nine.
+    let members = |n: usize| {
+        let m: String = (0..n)
+            .map(|i| format!("<member><name>m{i}</name><value/></member>"))
+            .collect();
+        format!("<params><param><value><struct>{m}</struct></value></param></params>")
+    };
+    assert!(parse_params(&members(4), &limits).is_ok());
+    assert!(matches!(
+        parse_params(&members(5), &limits),
+        Err(XmlRpcError::TooManyValues { .. })
+    ));
+    // Across parameters and in method calls and responses alike.
+    let call = format!(
+        "<methodCall><methodName>m</methodName><params>{}</params></methodCall>",
+        "<param><value/></param>".repeat(11)
+    );
+    assert!(matches!(
+        parse_method_call(&call, &limits),
+        Err(XmlRpcError::TooManyValues { .. })
+    ));
+    let response = format!(
+        "<methodResponse><params><param><value><array><data>{}</data></array></value></param>\
+         </params></methodResponse>",
+        "<value><int>1</int></value>".repeat(10)
+    );
+    assert!(matches!(
+        parse_method_response(&response, &limits),
+        Err(XmlRpcError::TooManyValues { .. })
+    ));
+}
+
+/// A decoded value's footprint covers what it holds: at least its inline size per value and
+/// every byte of its strings, and never less than the document for dense markup.
+#[test]
+fn footprint_counts_what_a_document_decodes_to() {
+    let n = 50_000;
+    let dense = format!(
+        "<params><param><value><array><data>{}</data></array></value></param></params>",
+        "<value/>".repeat(n)
+    );
+    let v = parse_params(&dense, &Limits::default()).unwrap();
+    let fp = v[0].footprint();
+    assert!(fp >= n * size_of::<Value>(), "{fp}");
+    assert!(
+        fp > dense.len() * 3,
+        "8 bytes of markup are 32 of value: {fp} vs {}",
+        dense.len()
+    );
+    let big = "x".repeat(1 << 20);
+    let doc = format!(
+        "<methodCall><methodName>m</methodName><params><param><value>{big}</value></param></params></methodCall>"
+    );
+    let call = parse_method_call(&doc, &Limits::default()).unwrap();
+    let fp = call.footprint();
+    assert!((1 << 20..(1 << 20) + 1024).contains(&fp), "{fp}");
+    let st = Value::Struct(
+        (0..100)
+            .map(|i| (format!("name{i}"), Value::from("v")))
+            .collect(),
+    );
+    assert!(
+        st.footprint() >= 100 * (size_of::<(String, Value)>() + 5 + 1),
+        "{}",
+        st.footprint()
+    );
+}
+
 #[test]
 fn refuses_oversize_before_parsing() {
     let limits = Limits {
