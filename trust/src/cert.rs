@@ -103,6 +103,11 @@ impl Validity {
 
 impl Certificate {
     pub fn from_der(der: &[u8]) -> Result<Self, TrustError> {
+        let size = u64::try_from(der.len()).unwrap_or(u64::MAX);
+        if !crate::work::charge(crate::work::PARSE.saturating_add(size / crate::work::PARSE_BYTES))
+        {
+            return Err(TrustError::decode("certificate", "work budget spent"));
+        }
         // OpenSSL ignores bytes after the certificate; they would be kept (and digested) here.
         if der::tlv(der).ok().and_then(|(h, l)| h.checked_add(l)) != Some(der.len()) {
             return Err(TrustError::decode(
@@ -257,7 +262,7 @@ impl Certificate {
 
     /// Whether `key` made this certificate's signature. A malformed signature is `false`.
     pub fn is_signed_by(&self, key: &PublicKey) -> bool {
-        self.0.x509.verify(key.pkey()).unwrap_or(false)
+        crate::work::charge_rsa(key.bits()) && self.0.x509.verify(key.pkey()).unwrap_or(false)
     }
 
     pub fn to_der(&self) -> Result<Vec<u8>, TrustError> {

@@ -73,6 +73,12 @@ pub enum VerifyError {
     ChainTooLong { subject: String, limit: usize },
     #[error("{subject} expired at {not_after}")]
     Expired { subject: String, not_after: String },
+    /// The request's [`crate::work::WorkBudget`] was spent before this verification finished.
+    #[error(
+        "this request needs more verification work than one request may do (budget {limit}); \
+         send fewer or shorter credentials per request"
+    )]
+    WorkLimit { limit: u64 },
     /// GID rule: the parent's hrn must be a (dot-aware) authority of the child's.
     #[error("{subject} is not under the authority of its parent {parent}")]
     HrnNotUnderParent { subject: String, parent: String },
@@ -232,6 +238,7 @@ impl VerifyError {
         match self {
             Self::ChainTooLong { .. } => "chain_too_long",
             Self::Expired { .. } => "expired",
+            Self::WorkLimit { .. } => "work_limit",
             Self::HrnNotUnderParent { .. } => "hrn_not_under_parent",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
             Self::MissingCallerGid { .. } => "missing_caller_gid",

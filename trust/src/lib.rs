@@ -26,6 +26,7 @@ mod rights;
 mod roots;
 mod ticket;
 mod verify;
+pub mod work;
 
 pub use cert::{CertMode, Certificate, ChainForm, Validity, format_utc};
 pub use credential::Credential;

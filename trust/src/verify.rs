@@ -402,9 +402,10 @@ impl Verifier {
             Some(Verdict::Refused(e)) => return Err(e.into()),
             _ => {}
         }
-        let gid = Gid::parse(text)?;
+        let gid = Gid::parse(text).map_err(over_budget)?;
         let verified = self
             .verify_gid(&gid)
+            .map_err(over_budget_verify)
             .inspect_err(|e| self.remember_refusal(Kind::Gid, digest, e))?;
         if let Some(d) = digest {
             let bytes = verdict_bytes(&[&verified.gid]);
@@ -480,10 +481,11 @@ impl Verifier {
             Some(Verdict::Refused(e)) => return Err(E::from(e.into())),
             _ => {}
         }
-        let cred = Credential::parse(text)?;
+        let cred = Credential::parse(text).map_err(over_budget)?;
         precheck(&cred)?;
         let verified = self
             .verify_credential(&cred)
+            .map_err(over_budget_verify)
             .inspect_err(|e| self.remember_refusal(Kind::Credential, digest, e))
             .map_err(|e| E::from(TrustError::from(e)))?;
         if let Some(d) = digest {
@@ -568,8 +570,10 @@ impl Verifier {
     ) -> Result<VerifiedTicket, TrustError> {
         // Not cached: a ticket is redeemed once, and caching each one cost hundreds of
         // kilobytes per sliver.
-        let ticket = Ticket::parse(text)?;
-        Ok(self.verify_ticket(&ticket, node)?)
+        let ticket = Ticket::parse(text).map_err(over_budget)?;
+        Ok(self
+            .verify_ticket(&ticket, node)
+            .map_err(over_budget_verify)?)
     }
 
     /// Verifies a parsed ticket (see [`Verifier::verify_ticket_str`]).
@@ -862,7 +866,12 @@ impl Verifier {
         }
     }
 
+    /// Caches a refusal, unless it was the request's work budget that ran out: the same chain
+    /// may verify in a request with budget left.
     fn remember_refusal(&self, kind: Kind, digest: Option<[u8; 32]>, error: &VerifyError) {
+        if matches!(error, VerifyError::WorkLimit { .. }) {
+            return;
+        }
         if let Some(d) = digest {
             let expires = self.clock.now().saturating_add(REFUSAL_TTL_SECS);
             let bytes = 256 + error.to_string().len();
@@ -882,6 +891,18 @@ impl Verifier {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         (cache.texts.len(), cache.texts.bytes)
     }
+}
+
+/// `e`, or [`VerifyError::WorkLimit`] when what ran out was the request's work budget
+/// ([`crate::work`]): a parse or signature check refused for want of budget fails like a bad one,
+/// and must not be reported (or cached) as one.
+pub(crate) fn over_budget(e: TrustError) -> TrustError {
+    crate::work::limit_error().map_or(e, TrustError::from)
+}
+
+/// [`over_budget`] for a [`VerifyError`].
+pub(crate) fn over_budget_verify(e: VerifyError) -> VerifyError {
+    crate::work::limit_error().unwrap_or(e)
 }
 
 /// Signature checks already made during one verification. A credential's caller and object GIDs

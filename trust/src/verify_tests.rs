@@ -1026,6 +1026,60 @@ fn r13_remembered_texts_stay_within_their_budget() {
     assert!(v.cache_text_usage().0 >= 1);
 }
 
+// See: issue 13 ("Report the worst CPU one 4 MiB request can cost"): a request's parses and RSA
+// operations are charged to its work budget; past it the verification is refused as over budget
+// (never as a bad chain, and never cached), and a cached verdict costs nothing.
+#[test]
+fn r13_a_work_budget_bounds_parsing_and_rsa_and_is_never_cached() {
+    use crate::work::{WorkBudget, within};
+    let text = slice_cred(false)
+        .to_chain_string(ChainForm::Separator)
+        .unwrap();
+    let all = Arc::new(WorkBudget::new(u64::MAX));
+    let v = verifier();
+    within(&all, || v.verify_credential_str(&text)).unwrap();
+    let cost = all.spent();
+    println!("a cold 3-level slice credential: {cost} work units");
+    // The servers' default budget (50,000) lets a multicall at its cap verify 64 of these cold.
+    assert!(
+        cost > 0 && 64 * cost < 50_000,
+        "a cold 3-level credential costs {cost}"
+    );
+    let v = verifier();
+    let short = Arc::new(WorkBudget::new(cost - 1));
+    let err = within(&short, || v.verify_credential_str(&text)).unwrap_err();
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::WorkLimit { limit }) if limit == cost - 1),
+        "{err}"
+    );
+    assert_eq!(
+        v.cache_usage(),
+        (0, 0),
+        "an over-budget refusal is not cached"
+    );
+    let first = within(&all, || v.verify_credential_str(&text)).unwrap();
+    let none = Arc::new(WorkBudget::new(0));
+    let again = within(&none, || v.verify_credential_str(&text)).unwrap();
+    assert!(
+        Arc::ptr_eq(&first.0, &again.0),
+        "a cached verdict costs nothing"
+    );
+    // Tickets and GIDs are charged the same way.
+    let gid = w_gid_text();
+    let v = verifier();
+    let err = within(&none, || v.verify_gid_str(&gid)).unwrap_err();
+    assert!(
+        matches!(err, TrustError::Verify(VerifyError::WorkLimit { .. })),
+        "{err}"
+    );
+    // Outside any budget nothing is charged.
+    v.verify_gid_str(&gid).unwrap();
+}
+
+fn w_gid_text() -> String {
+    world().alice.to_chain_string(ChainForm::Separator).unwrap()
+}
+
 // See: issue 13 ("the cache is filled before the caller's TLS key is checked").
 #[test]
 fn r13_a_failed_precheck_costs_no_verification_and_caches_nothing() {

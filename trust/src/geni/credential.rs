@@ -84,6 +84,11 @@ impl GeniCredential {
     }
 
     pub fn parse_with(text: &str, limits: &XmlLimits) -> Result<Self, TrustError> {
+        // The XML tree, canonical forms and digests: roughly 30 ns a byte.
+        let size = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        if !crate::work::charge(size / 32) {
+            return Err(bad("work budget spent".to_owned()));
+        }
         let doc = Doc::parse(text, limits)?;
         let root = doc.elem(0);
         if root.qname != "signed-credential" {

@@ -323,6 +323,9 @@ pub(crate) fn rsa_verify(
     data: &[u8],
     signature: &[u8],
 ) -> bool {
+    if !crate::work::charge_rsa(key.bits()) {
+        return false;
+    }
     let Ok(mut v) = openssl::sign::Verifier::new(alg.digest(), key.pkey()) else {
         return false;
     };

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::{
     Checked, CredentialVerdict, Form, Kind, Verdict, VerifiedCredential, VerifiedGid, Verifier,
-    verdict_bytes,
+    over_budget, over_budget_verify, verdict_bytes,
 };
 use crate::cert::Certificate;
 use crate::geni::dsig::{key_matches, rsa_verify};
@@ -79,10 +79,11 @@ impl Verifier {
             Some(Verdict::Refused(e)) => return Err(E::from(e.into())),
             _ => {}
         }
-        let cred = GeniCredential::parse(text)?;
+        let cred = GeniCredential::parse(text).map_err(over_budget)?;
         precheck(cred.outer().owner())?;
         let verified = self
             .verify_geni_credential(&cred)
+            .map_err(over_budget_verify)
             .inspect_err(|e| self.remember_refusal(Kind::Credential, Some(digest), e))
             .map_err(|e| E::from(TrustError::from(e)))?;
         let bytes = verdict_bytes(&[verified.caller().gid(), verified.object().gid()]);
