@@ -38,8 +38,11 @@ pub(crate) fn authenticate_any(
     let verified = match verifier.cached_any_credential(credential) {
         Some(v) => v,
         None => geni_rpc::run_blocking(|| {
-            verifier
-                .verify_any_credential_checked(credential, |caller| ctx.peer.require_caller(caller))
+            geni_trust::work::within(&ctx.work, || {
+                verifier.verify_any_credential_checked(credential, |caller| {
+                    ctx.peer.require_caller(caller)
+                })
+            })
         })?,
     };
     ctx.peer.require_caller(verified.caller().gid())?;
@@ -55,7 +58,9 @@ pub(crate) fn authenticate_ticket(
     node: &Hrn,
 ) -> Result<VerifiedTicket, RpcError> {
     // Tickets are not cached (each is redeemed once): always on the bounded CPU pool.
-    let verified = geni_rpc::run_blocking(|| verifier.verify_ticket_str(ticket, Some(node)))?;
+    let verified = geni_rpc::run_blocking(|| {
+        geni_trust::work::within(&ctx.work, || verifier.verify_ticket_str(ticket, Some(node)))
+    })?;
     ctx.peer.require_caller(verified.caller().gid())?;
     Ok(verified)
 }

@@ -147,6 +147,7 @@ fuzz_target!(|data: &[u8]| {
     let ctx = CallContext {
         peer: Arc::clone(&f.peer),
         remote: None,
+        work: Arc::new(geni_trust::work::WorkBudget::new(50_000)),
     };
     let future = f.dispatcher.dispatch(ctx, call);
     let mut future = std::pin::pin!(future);

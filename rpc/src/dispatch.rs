@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use geni_trust::work::WorkBudget;
 use geni_xmlrpc::{Fault, MethodCall, MethodResponse, Struct, Value};
 
 use crate::error::{clean, is_internal};
@@ -54,6 +55,9 @@ pub struct CallContext {
     pub peer: Arc<PeerIdentity>,
     /// The TCP peer address (`None` on a Unix socket).
     pub remote: Option<SocketAddr>,
+    /// What this request's verifications may cost (`geni_trust::work`), one budget for all the
+    /// calls of a `system.multicall`.
+    pub work: Arc<WorkBudget>,
 }
 
 struct Method {

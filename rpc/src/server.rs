@@ -25,6 +25,7 @@ use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use geni_trust::work::WorkBudget;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -76,6 +77,10 @@ pub struct Limits {
     pub max_waiting_bodies: usize,
     /// Calls one `system.multicall` may carry.
     pub max_multicall: usize,
+    /// Verification work (certificate parses and RSA operations, in estimated microseconds: see
+    /// `geni_trust::work`) one request may cause, all its calls together; past it a call is
+    /// refused with fault 101. 64 cold verifications of a 3-level credential cost ~20,000.
+    pub max_verification_work: u64,
     /// How long shutdown waits for in-flight calls.
     pub drain_timeout: Duration,
 }
@@ -97,6 +102,7 @@ impl Default for Limits {
             max_bytes_in_flight: 64 * 1024 * 1024,
             max_waiting_bodies: 64,
             max_multicall: crate::DEFAULT_MAX_MULTICALL,
+            max_verification_work: 50_000,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -512,7 +518,13 @@ async fn connection<I: Stream>(
     };
     tracing::Span::current().record("peer.subject", peer.subject());
     tracing::debug!("Connection accepted");
-    let ctx = CallContext { peer, remote };
+    // Each request gets its own work budget (see `rpc`); this one, spent from the start, is
+    // never used.
+    let ctx = CallContext {
+        peer,
+        remote,
+        work: Arc::new(WorkBudget::new(0)),
+    };
     let service = TowerToHyperService::new(router.layer(Extension(ctx)));
     // A request has come in: the connection is no longer evictable, and while the handler
     // runs the idle timeout is off.
@@ -569,6 +581,10 @@ async fn rpc(
     req: Request,
 ) -> Response {
     let limits = &shared.limits;
+    let ctx = CallContext {
+        work: Arc::new(WorkBudget::new(limits.max_verification_work)),
+        ..ctx
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
