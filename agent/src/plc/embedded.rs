@@ -20,8 +20,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::backend::{
-    InitScript, Key, Lookup, Person, PlcBackend, PlcError, PlcNode, PlcResult, Site, Slice,
-    SliceAttribute,
+    InitScript, Key, Lookup, Person, PersonState, PlcBackend, PlcError, PlcNode, PlcResult, Site,
+    SiteState, Slice, SliceAttribute,
 };
 use super::db::{self, Db, StoreError, is_unique_violation};
 
@@ -258,6 +258,43 @@ impl Embedded {
 impl PlcBackend for Embedded {
     async fn get_sites(&self, lookup: Lookup) -> PlcResult<Vec<Site>> {
         self.select(lookup, &SITES, "sites", decode_site).await
+    }
+
+    async fn person_state(&self, id: i64) -> PlcResult<Option<PersonState>> {
+        let row = sqlx::query(
+            "SELECT p.enabled, (SELECT string_agg(CAST(x.site_id AS TEXT), ',' ORDER BY x.site_id) \
+             FROM plc_person_sites x WHERE x.person_id = p.person_id) AS site_ids \
+             FROM plc_persons p WHERE p.person_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(unavailable)?;
+        row.map(|row| {
+            Ok(PersonState {
+                enabled: get::<i64>(&row, "enabled")? != 0,
+                site_ids: id_list(&row, "site_ids", &format!("person {id}"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn site_states(&self, ids: Vec<i64>) -> PlcResult<Vec<SiteState>> {
+        let mut states = Vec::new();
+        for id in ids {
+            let row = sqlx::query("SELECT login_base, enabled FROM plc_sites WHERE site_id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(unavailable)?;
+            if let Some(row) = row {
+                states.push(SiteState {
+                    login_base: get(&row, "login_base")?,
+                    enabled: get::<i64>(&row, "enabled")? != 0,
+                });
+            }
+        }
+        Ok(states)
     }
 
     async fn get_persons(&self, lookup: Lookup) -> PlcResult<Vec<Person>> {

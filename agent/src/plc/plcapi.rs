@@ -27,8 +27,8 @@ use geni_xmlrpc::{Fault, Struct, Value};
 use serde::Deserialize;
 
 use super::backend::{
-    InitScript, Key, Lookup, Person, PlcBackend, PlcError, PlcNode, PlcResult, Site, Slice,
-    SliceAttribute,
+    InitScript, Key, Lookup, Person, PersonState, PlcBackend, PlcError, PlcNode, PlcResult, Site,
+    SiteState, Slice, SliceAttribute,
 };
 
 /// Every PLCAPI method this backend calls, for discovery.
@@ -409,6 +409,43 @@ impl PlcBackend for PlcApiBackend {
     async fn get_sites(&self, lookup: Lookup) -> PlcResult<Vec<Site>> {
         let rows = self.get_rows(&SITES, lookup).await?;
         rows.into_iter().map(site_of).collect()
+    }
+
+    async fn person_state(&self, id: i64) -> PlcResult<Option<PersonState>> {
+        // Only the two fields: PLCAPI's GetPersons otherwise lists every slice of the person.
+        let fields = Value::Array(vec!["enabled".into(), "site_ids".into()]);
+        let ids = Value::Array(vec![Value::Int(id)]);
+        let answer = self.call(PERSONS.method, vec![ids, fields], &[]).await?;
+        rows_of(PERSONS.method, answer)?
+            .first()
+            .map(|raw| {
+                let r = Row::new(PERSONS.method, raw);
+                Ok(PersonState {
+                    enabled: r.bool("enabled")?,
+                    site_ids: r.ints("site_ids")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn site_states(&self, ids: Vec<i64>) -> PlcResult<Vec<SiteState>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only the two fields: PLCAPI's GetSites otherwise lists every slice of the site.
+        let fields = Value::Array(vec!["login_base".into(), "enabled".into()]);
+        let ids = Value::Array(ids.into_iter().map(Value::Int).collect());
+        let answer = self.call(SITES.method, vec![ids, fields], &[]).await?;
+        rows_of(SITES.method, answer)?
+            .iter()
+            .map(|raw| {
+                let r = Row::new(SITES.method, raw);
+                Ok(SiteState {
+                    login_base: r.string("login_base")?,
+                    enabled: r.bool("enabled")?,
+                })
+            })
+            .collect()
     }
 
     async fn get_persons(&self, lookup: Lookup) -> PlcResult<Vec<Person>> {

@@ -13,7 +13,7 @@
 use geni_rpc::RpcError;
 use geni_trust::{Hrn, RecordType, Right, VerifiedCredential};
 
-use super::backend::{Lookup, PlcBackend};
+use super::backend::PlcBackend;
 use super::{Registry, plc_fault, store_fault};
 
 /// Site and person fields only the PLC admin may change (PLCAPI's admin-only `Update*` fields).
@@ -52,20 +52,18 @@ impl<B: PlcBackend> Registry<B> {
             if user.pointer < 0 {
                 return Ok(());
             }
-            let persons = self
+            let person = self
                 .plc
-                .get_persons(Lookup::Ids(vec![user.pointer]))
+                .person_state(user.pointer)
                 .await
                 .map_err(plc_fault)?;
-            let Some(person) = persons.first() else {
+            let Some(person) = person else {
                 return Err(disabled(format!("{hrn} has no PLC person any more")));
             };
             if !person.enabled {
                 return Err(disabled(format!("person {hrn} is disabled in PLC")));
             }
-            return self
-                .require_sites_enabled(hrn, person.site_ids.clone())
-                .await;
+            return self.require_sites_enabled(hrn, person.site_ids).await;
         }
         for kind in [RecordType::Sa, RecordType::Ma] {
             if let Some(authority) = find(kind).await?
@@ -82,11 +80,7 @@ impl<B: PlcBackend> Registry<B> {
         if site_ids.is_empty() {
             return Ok(());
         }
-        let sites = self
-            .plc
-            .get_sites(Lookup::Ids(site_ids))
-            .await
-            .map_err(plc_fault)?;
+        let sites = self.plc.site_states(site_ids).await.map_err(plc_fault)?;
         match sites.iter().find(|s| !s.enabled) {
             Some(site) => Err(disabled(format!(
                 "site {} of {hrn} is disabled in PLC",

@@ -669,3 +669,47 @@ fn parse(text: &str) -> anyhow::Result<PlcApiSettings> {
         .build()?
         .try_deserialize()?)
 }
+
+/// The accounts check's narrow read: login_base and enabled of the sites that exist, as
+/// `GetSites` with only those return fields (a site's row otherwise lists all its slices).
+#[tokio::test]
+async fn site_states_are_the_enabled_flags_of_the_sites_that_exist() {
+    let (double, dir) = small().await;
+    let plc = connect(&settings(&double, dir.path())).await.unwrap();
+    plc.update_site(3, Struct::new().with("enabled", false))
+        .await
+        .unwrap();
+    let states = plc.site_states(vec![2, 999, 3]).await.unwrap();
+    let expected: Vec<SiteState> = [2, 3]
+        .iter()
+        .map(|&id| {
+            let site = double.with_plc(|p| p.site(id).cloned()).unwrap();
+            SiteState {
+                login_base: site.login_base,
+                enabled: site.enabled,
+            }
+        })
+        .collect();
+    assert_eq!(states, expected);
+    assert!(states[0].enabled && !states[1].enabled, "{states:?}");
+    assert_eq!(plc.site_states(Vec::new()).await.unwrap(), []);
+}
+
+#[tokio::test]
+async fn person_state_is_the_enabled_flag_and_sites_of_a_person_that_exists() {
+    let (double, dir) = small().await;
+    let plc = connect(&settings(&double, dir.path())).await.unwrap();
+    plc.update_person(4, Struct::new().with("enabled", false))
+        .await
+        .unwrap();
+    let expected = double.with_plc(|p| p.person(4).cloned()).unwrap();
+    assert_eq!(
+        plc.person_state(4).await.unwrap(),
+        Some(PersonState {
+            enabled: false,
+            site_ids: expected.site_ids,
+        })
+    );
+    assert!(plc.person_state(1).await.unwrap().unwrap().enabled);
+    assert_eq!(plc.person_state(999).await.unwrap(), None);
+}
