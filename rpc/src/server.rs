@@ -79,7 +79,7 @@ pub struct Limits {
     pub max_multicall: usize,
     /// Verification work (certificate parses and RSA operations, in estimated microseconds: see
     /// `geni_trust::work`) one request may cause, all its calls together; past it a call is
-    /// refused with fault 101. 64 cold verifications of a 3-level credential cost ~20,000.
+    /// refused with fault 101. 64 cold verifications of a 3-level credential cost ~39,000.
     pub max_verification_work: u64,
     /// How long shutdown waits for in-flight calls.
     pub drain_timeout: Duration,

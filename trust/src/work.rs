@@ -61,7 +61,12 @@ impl WorkBudget {
     }
 
     fn charge(&self, units: u64) -> bool {
-        let before = self.spent.fetch_add(units, Ordering::Relaxed);
+        // Saturating, so that no charge can wrap the total back under the limit.
+        let add = |spent: u64| Some(spent.saturating_add(units));
+        let before = self
+            .spent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, add)
+            .unwrap_or_else(|spent| spent);
         before.saturating_add(units) <= self.limit
     }
 }
@@ -133,6 +138,12 @@ mod tests {
         });
         assert_eq!((outer.spent(), inner.spent()), (101, 11));
         assert!(limit_error().is_none());
+        let huge = Arc::new(WorkBudget::new(100));
+        within(&huge, || {
+            assert!(!charge(u64::MAX));
+            assert!(!charge(u64::MAX), "the total saturates, never wraps");
+            assert!(!charge(1));
+        });
         let r = std::panic::catch_unwind(|| within(&inner, || panic!("boom")));
         assert!(r.is_err());
         assert!(limit_error().is_none(), "restored after a panic");
