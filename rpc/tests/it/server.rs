@@ -1998,6 +1998,19 @@ async fn r13_an_idle_keep_alive_connection_is_closed() {
     ));
 }
 
+/// A connection whose 60 KB `slow(ms)` call is being handled, holding that much of the budget
+/// until it is answered.
+async fn hold_the_budget(server: &TestServer, client: &Client, ms: i64) -> TlsStream<TcpStream> {
+    let mut holder = open(server.addr(), client).await;
+    let held = call_body("slow", vec![Value::Int(ms), "p".repeat(60_000).into()]);
+    holder.write_all(&post_keep_alive(&held)).await.unwrap();
+    holder.flush().await.unwrap();
+    timeout(IO_TIMEOUT, server.slow_started.notified())
+        .await
+        .unwrap();
+    holder
+}
+
 // See: issue 13 ("1,024 buffered 4 MiB bodies is several GiB").
 #[tokio::test]
 async fn r13_bodies_wait_for_the_memory_budget_and_then_get_503() {
@@ -2010,13 +2023,7 @@ async fn r13_bodies_wait_for_the_memory_budget_and_then_get_503() {
     .await;
     let client = Client::presenting(&pki().alice, Tls::V13);
     // A's 60 KB body is being handled (slowly): its budget is in use until it is answered.
-    let mut holder = open(server.addr(), &client).await;
-    let held = call_body("slow", vec![Value::Int(2000), "p".repeat(60_000).into()]);
-    holder.write_all(&post_keep_alive(&held)).await.unwrap();
-    holder.flush().await.unwrap();
-    timeout(IO_TIMEOUT, server.slow_started.notified())
-        .await
-        .unwrap();
+    let mut holder = hold_the_budget(&server, &client, 2000).await;
     // B's whole 20 KB body finds no room: it waits, then is told to come back.
     let body = call_body("echo", vec!["y".repeat(20_000).into()]);
     let started = Instant::now();
@@ -2057,13 +2064,7 @@ async fn r13_only_so_many_bodies_wait_and_the_rest_get_503_at_once() {
     })
     .await;
     let client = Client::presenting(&pki().alice, Tls::V13);
-    let mut holder = open(server.addr(), &client).await;
-    let held = call_body("slow", vec![Value::Int(1500), "p".repeat(60_000).into()]);
-    holder.write_all(&post_keep_alive(&held)).await.unwrap();
-    holder.flush().await.unwrap();
-    timeout(IO_TIMEOUT, server.slow_started.notified())
-        .await
-        .unwrap();
+    let mut holder = hold_the_budget(&server, &client, 1500).await;
     // B takes the one waiting place.
     let body = call_body("echo", vec!["y".repeat(20_000).into()]);
     let addr = server.addr();
