@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -92,6 +92,7 @@ impl Admission {
     /// Admits a connection from `peer` (`None`: a Unix socket, no per-peer share), evicting the
     /// oldest pending connection if the pool is full.
     pub(crate) fn admit(self: &Arc<Self>, peer: Option<IpAddr>) -> Result<Slot, Refusal> {
+        let peer = peer.map(peer_key);
         let mut s = self.lock();
         if let Some(ip) = peer
             && s.per_peer.get(&ip).copied().unwrap_or(0) >= self.max_per_peer
@@ -138,6 +139,22 @@ impl Admission {
             }
             closed.await;
         }
+    }
+}
+
+/// Whose share a connection from `ip` counts against: an IPv4 address, or the /64 an IPv6 address
+/// is in (a host is routinely given a whole /64, so a share per IPv6 address would be no share at
+/// all); an IPv4-mapped IPv6 address is its IPv4 address.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -320,5 +337,35 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    // See: issue 13 ("one host cannot lock a node out"): an IPv6 host holds a /64, and a share
+    // per address would let it take the whole pool.
+    #[test]
+    fn an_ipv6_slash_64_is_one_peer_and_a_mapped_ipv4_address_is_its_ipv4_address() {
+        let a = Arc::new(Admission::new(100, 2));
+        let one = a.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _two = a.admit(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert_eq!(
+            a.admit(ip("2001:db8:1:2:dead:beef:0:1")).err(),
+            Some(Refusal::PeerFull)
+        );
+        let _other = a.admit(ip("2001:db8:1:3::1")).unwrap();
+        drop(one);
+        let _again = a.admit(ip("2001:db8:1:2::7")).unwrap();
+        let _v4 = a.admit(ip("192.0.2.1")).unwrap();
+        let _mapped = a.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert_eq!(a.admit(ip("192.0.2.1")).err(), Some(Refusal::PeerFull));
+        let _next = a.admit(ip("192.0.2.2")).unwrap();
+        assert_eq!(a.total(), 6);
     }
 }

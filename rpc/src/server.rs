@@ -65,7 +65,7 @@ pub struct Limits {
     /// closed.
     pub idle_timeout: Duration,
     pub max_connections: usize,
-    /// Connections one peer address may hold at once.
+    /// Connections one peer address may hold at once (an IPv6 /64 counts as one address).
     pub max_connections_per_peer: usize,
     /// Request memory across all connections: each body's bytes while it is read, then what it
     /// decoded to until its answer is written. A body that would go over waits (up to its body
